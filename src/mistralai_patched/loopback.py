@@ -1,0 +1,275 @@
+"""A programmable HTTP/1.1 keep-alive server on loopback, and a transport that counts responses.
+
+Used by ``python -m mistralai_patched selftest`` and by the test suite to make claims about
+sockets with real sockets: the server counts the TCP connections it accepted, and
+:class:`CountingTransport` / :class:`CountingAsyncTransport` wrap httpx's own transports (a real
+connection pool) and count the responses that were never closed.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Tuple
+
+import httpx
+
+__all__ = [
+    "Reply",
+    "LoopbackServer",
+    "CountingTransport",
+    "CountingAsyncTransport",
+    "sse_reply",
+    "error_reply",
+    "pool_state",
+]
+
+
+@dataclass
+class Reply:
+    """One programmed answer.
+
+    Attributes:
+        status: HTTP status code.
+        headers: Extra response headers.
+        chunks: Body pieces, written in order (with ``delay_ms`` between them).
+        chunked: Send with ``Transfer-Encoding: chunked`` instead of ``Content-Length``.
+        delay_ms: Pause before each chunk, in ms.
+        close: Close the connection after this reply (``Connection: close``).
+    """
+
+    status: int = 200
+    headers: Dict[str, str] = field(default_factory=dict)
+    chunks: List[bytes] = field(default_factory=list)
+    chunked: bool = False
+    delay_ms: int = 0
+    close: bool = False
+
+
+def error_reply(status: int = 429, message: str = "rate limited", **kw: Any) -> Reply:
+    """A JSON error reply like the Mistral API's."""
+    body = json.dumps({"object": "error", "message": message, "type": "loopback", "code": status})
+    return Reply(status, {"content-type": "application/json"}, [body.encode()], **kw)
+
+
+def sse_reply(n_chunks: int = 3, **kw: Any) -> Reply:
+    """A 200 ``text/event-stream`` chat completion of ``n_chunks`` events plus ``[DONE]``."""
+    events = []
+    for i in range(n_chunks):
+        data = {
+            "id": "cmpl-loopback", "object": "chat.completion.chunk", "created": 0,
+            "model": "loopback", "choices": [{"index": 0, "delta": {"role": "assistant", "content": f"t{i}"},
+                                             "finish_reason": "stop" if i == n_chunks - 1 else None}],
+        }
+        events.append(f"data: {json.dumps(data)}\n\n".encode())
+    events.append(b"data: [DONE]\n\n")
+    return Reply(200, {"content-type": "text/event-stream"}, events, chunked=True, **kw)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "_Server"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.owner._lock:
+            self.server.owner.connections_accepted += 1
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        if length:
+            self.rfile.read(length)
+        owner = self.server.owner
+        with owner._lock:
+            owner.requests_served += 1
+            owner.paths.append(self.path)
+        reply = owner.respond(self)
+        try:
+            self.send_response(reply.status)
+            for key, value in reply.headers.items():
+                self.send_header(key, value)
+            if reply.chunked:
+                self.send_header("transfer-encoding", "chunked")
+            else:
+                self.send_header("content-length", str(sum(len(c) for c in reply.chunks)))
+            if reply.close:
+                self.send_header("connection", "close")
+                self.close_connection = True
+            self.end_headers()
+            for chunk in reply.chunks:
+                if reply.delay_ms:
+                    time.sleep(reply.delay_ms / 1000)
+                if reply.chunked:
+                    self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                else:
+                    self.wfile.write(chunk)
+                self.wfile.flush()
+            if reply.chunked:
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            self.close_connection = True
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+    owner: "LoopbackServer"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients closing connections mid-request are expected here: stay quiet."""
+
+
+class LoopbackServer:
+    """A threaded HTTP/1.1 keep-alive server on 127.0.0.1 with a programmable answer.
+
+    ``respond`` is called for every request with the handler and returns a :class:`Reply`; by
+    default the server answers ``reply`` (settable). Counters: ``connections_accepted`` (TCP
+    connections), ``requests_served``. Use as a context manager; the port is chosen by the OS.
+    """
+
+    def __init__(self, reply: Optional[Reply] = None,
+                 respond: Optional[Callable[[BaseHTTPRequestHandler], Reply]] = None) -> None:
+        self.reply = reply or error_reply(429)
+        self._respond = respond
+        self._lock = threading.Lock()
+        self.connections_accepted = 0
+        self.requests_served = 0
+        self.paths: List[str] = []
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.owner = self
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="loopback-server", daemon=True)
+
+    def respond(self, handler: BaseHTTPRequestHandler) -> Reply:
+        return self._respond(handler) if self._respond else self.reply
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self.connections_accepted = 0
+            self.requests_served = 0
+            self.paths.clear()
+
+    def __enter__(self) -> "LoopbackServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+# --------------------------------------------------------------------------- counting transports
+
+
+class _Tracker:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.opened = 0
+        self.closed = 0
+
+    def open(self) -> None:
+        with self._lock:
+            self.opened += 1
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed += 1
+
+    @property
+    def left_open(self) -> int:
+        return self.opened - self.closed
+
+
+class _TrackedSyncStream(httpx.SyncByteStream):
+    def __init__(self, inner: httpx.SyncByteStream, tracker: _Tracker) -> None:
+        self._inner, self._tracker, self._closed = inner, tracker, False
+        tracker.open()
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._inner
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._tracker.close()
+        self._inner.close()
+
+
+class _TrackedAsyncStream(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream, tracker: _Tracker) -> None:
+        self._inner, self._tracker, self._closed = inner, tracker, False
+        tracker.open()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._tracker.close()
+        await self._inner.aclose()
+
+
+class CountingTransport(httpx.HTTPTransport):
+    """httpx's sync transport (real connection pool) that counts responses never closed."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tracker = _Tracker()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        response.stream = _TrackedSyncStream(response.stream, self.tracker)  # type: ignore[arg-type]
+        return response
+
+    @property
+    def responses_left_open(self) -> int:
+        return self.tracker.left_open
+
+
+class CountingAsyncTransport(httpx.AsyncHTTPTransport):
+    """httpx's async transport (real connection pool) that counts responses never closed."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tracker = _Tracker()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        response.stream = _TrackedAsyncStream(response.stream, self.tracker)  # type: ignore[arg-type]
+        return response
+
+    @property
+    def responses_left_open(self) -> int:
+        return self.tracker.left_open
+
+
+def pool_state(transport: Any) -> Tuple[int, int, int]:
+    """``(connections, idle, in_use)`` of an httpx transport's connection pool.
+
+    Reads httpcore's public ``ConnectionPool.connections``; the pool itself is httpx's
+    ``HTTPTransport._pool`` attribute (stable since httpx 0.18).
+    """
+    pool = getattr(transport, "_pool", None)
+    conns = list(getattr(pool, "connections", []) or [])
+    idle = sum(1 for c in conns if c.is_idle())
+    in_use = sum(1 for c in conns if not c.is_idle() and not c.is_closed())
+    return len(conns), idle, in_use

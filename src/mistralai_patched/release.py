@@ -1,0 +1,288 @@
+"""Release of ``httpx.Response`` objects the SDK will not hand to its caller.
+
+This is the helper the rendered templates (``basesdk.py``, ``utils/retries.py``) call in every
+SDK target. "Release" means: read the rest of the body up to a bound so that the connection goes
+back to the connection pool for keep-alive reuse, then close. When the body is larger than the
+bound, when reading fails or exceeds the drain deadline, or when the task is being cancelled (or a
+``KeyboardInterrupt`` arrives), the response is closed at once and httpx discards the connection.
+
+Upstream (mistralai 2.10.1) closes a retried response unread in the main client only
+(``exception.response.close()``), which throws away the keep-alive connection, and leaves the
+response open on every other path.
+
+Only public httpx API is used: ``Response.stream`` is swapped for a bounded wrapper while
+``Response.read()``/``aread()`` runs, then put back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator, Iterator, Optional
+
+import anyio
+import httpx
+
+__all__ = [
+    "DRAIN_MAX_BYTES",
+    "DRAIN_TIMEOUT_MS",
+    "DrainResult",
+    "drain",
+    "drain_async",
+    "release",
+    "release_async",
+    "close_now",
+    "close_now_async",
+    "error_body",
+]
+
+DRAIN_MAX_BYTES: int = 64 * 1024
+"""Bound, in bytes received from the network, on the body read to release a response."""
+
+DRAIN_TIMEOUT_MS: int = 5_000
+"""Upper bound, in ms, on the time spent draining one response; the request's own read timeout
+applies when it is shorter."""
+
+
+class _DrainAborted(Exception):
+    """Raised inside a bounded stream to stop ``Response.read()`` (internal)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    """What a drain read.
+
+    Attributes:
+        complete: True when the body was read to its end; the connection went back to the pool
+            and ``response.content`` / ``response.text`` are available.
+        body: The body bytes as received (decoded when ``complete``; the raw, possibly
+            content-encoded prefix when not), at most ``DRAIN_MAX_BYTES`` of it when incomplete.
+        reason: Why the drain stopped early (``"over bound"``, ``"deadline"``, an exception type
+            name, ``"cancelled"``), ``"already closed"``, or ``""`` when complete.
+    """
+
+    complete: bool
+    body: bytes
+    reason: str = ""
+
+
+class _Budget:
+    """Byte and time budget shared by the sync and async bounded streams."""
+
+    def __init__(self, max_bytes: int, deadline: float) -> None:
+        self.max_bytes = max_bytes
+        self.deadline = deadline
+        self.prefix = bytearray()
+        self.received = 0
+
+    def take(self, chunk: bytes) -> None:
+        self.received += len(chunk)
+        room = self.max_bytes - len(self.prefix)
+        if room > 0:
+            self.prefix += chunk[:room]
+        if self.received > self.max_bytes:
+            raise _DrainAborted("over bound")
+        if time.monotonic() > self.deadline:
+            raise _DrainAborted("deadline")
+
+
+class _BoundedSyncStream(httpx.SyncByteStream):
+    def __init__(self, inner: httpx.SyncByteStream, budget: _Budget) -> None:
+        self._inner = inner
+        self._budget = budget
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._inner:
+            self._budget.take(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _BoundedAsyncStream(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream, budget: _Budget) -> None:
+        self._inner = inner
+        self._budget = budget
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            self._budget.take(chunk)
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _deadline_s(response: httpx.Response, timeout_ms: Optional[int]) -> float:
+    """Seconds the drain may take: ``timeout_ms`` capped by the request's read timeout."""
+    budget = (DRAIN_TIMEOUT_MS if timeout_ms is None else timeout_ms) / 1000
+    try:
+        read_timeout = response.request.extensions.get("timeout", {}).get("read")
+    except RuntimeError:  # a response built without a request
+        read_timeout = None
+    if read_timeout is not None:
+        budget = min(budget, float(read_timeout))
+    return max(budget, 0.0)
+
+
+def _start(
+    response: httpx.Response, max_bytes: Optional[int], timeout_ms: Optional[int]
+) -> Optional[_Budget]:
+    if response.is_closed or response.is_stream_consumed:
+        return None
+    limit = DRAIN_MAX_BYTES if max_bytes is None else max_bytes
+    return _Budget(limit, time.monotonic() + _deadline_s(response, timeout_ms))
+
+
+def _closed_result(response: httpx.Response) -> DrainResult:
+    try:
+        return DrainResult(True, response.content)
+    except httpx.ResponseNotRead:
+        return DrainResult(False, b"", "already closed")
+
+
+def drain(
+    response: httpx.Response,
+    *,
+    max_bytes: Optional[int] = None,
+    timeout_ms: Optional[int] = None,
+) -> DrainResult:
+    """Read the rest of a sync response's body within a bound, then make sure it is closed.
+
+    Args:
+        response: A response from ``httpx.Client.send(..., stream=True)`` (or an already read
+            one, which is left as it is).
+        max_bytes: Bound on bytes received from the network; default ``DRAIN_MAX_BYTES``.
+        timeout_ms: Bound on the drain's duration in ms, checked between chunks; default
+            ``DRAIN_TIMEOUT_MS``, capped by the request's read timeout (each single read is
+            bounded by that read timeout, as in httpx).
+
+    Returns:
+        A ``DrainResult``. When complete, the connection went back to the pool.
+
+    Raises:
+        BaseException: ``KeyboardInterrupt``/``SystemExit`` (and other non-``Exception``
+            errors) are re-raised after the response is closed at once. Ordinary read errors
+            are not raised: they end the drain and the response is closed.
+    """
+    budget = _start(response, max_bytes, timeout_ms)
+    if budget is None:
+        close_now(response)
+        return _closed_result(response)
+    inner = response.stream
+    assert isinstance(inner, httpx.SyncByteStream)
+    response.stream = _BoundedSyncStream(inner, budget)
+    try:
+        body = response.read()
+        return DrainResult(True, body)
+    except _DrainAborted as aborted:
+        reason = aborted.reason
+    except Exception as exc:  # read failed: the connection cannot be reused
+        reason = type(exc).__name__
+    except BaseException:
+        response.stream = inner
+        close_now(response)
+        raise
+    response.stream = inner
+    close_now(response)
+    return DrainResult(False, bytes(budget.prefix), reason)
+
+
+async def drain_async(
+    response: httpx.Response,
+    *,
+    max_bytes: Optional[int] = None,
+    timeout_ms: Optional[int] = None,
+) -> DrainResult:
+    """Async twin of :func:`drain` for responses from ``httpx.AsyncClient.send``.
+
+    The drain deadline is enforced as a hard timeout (``anyio.fail_after``), not only between
+    chunks. On cancellation (``asyncio.CancelledError``) the response is closed at once and the
+    cancellation is re-raised.
+    """
+    budget = _start(response, max_bytes, timeout_ms)
+    if budget is None:
+        await close_now_async(response)
+        return _closed_result(response)
+    inner = response.stream
+    assert isinstance(inner, httpx.AsyncByteStream)
+    response.stream = _BoundedAsyncStream(inner, budget)
+    try:
+        with anyio.fail_after(max(budget.deadline - time.monotonic(), 0.0)):
+            body = await response.aread()
+        return DrainResult(True, body)
+    except _DrainAborted as aborted:
+        reason = aborted.reason
+    except TimeoutError:
+        reason = "deadline"
+    except Exception as exc:
+        reason = type(exc).__name__
+    except BaseException:
+        response.stream = inner
+        await close_now_async(response)
+        raise
+    response.stream = inner
+    await close_now_async(response)
+    return DrainResult(False, bytes(budget.prefix), reason)
+
+
+def release(response: Optional[httpx.Response]) -> None:
+    """Drain (bounded) and close a sync response the SDK will not return; ``None`` is ignored.
+
+    Never raises an ordinary ``Exception``; see :func:`drain` for the rest.
+    """
+    if response is not None:
+        drain(response)
+
+
+async def release_async(response: Optional[httpx.Response]) -> None:
+    """Async twin of :func:`release`."""
+    if response is not None:
+        await drain_async(response)
+
+
+def close_now(response: Optional[httpx.Response]) -> None:
+    """Close a sync response at once, discarding its connection if the body is unread.
+
+    Used where waiting for the body is wrong (a successful stream a hook rejected, an
+    interrupt). Close errors are swallowed: the response is marked closed either way.
+    """
+    if response is None or response.is_closed:
+        return
+    try:
+        response.close()
+    except Exception:  # pylint: disable=broad-exception-caught
+        pass
+
+
+async def close_now_async(response: Optional[httpx.Response]) -> None:
+    """Async twin of :func:`close_now`; shielded so a pending cancellation cannot skip it."""
+    if response is None or response.is_closed:
+        return
+    try:
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
+    except Exception:  # pylint: disable=broad-exception-caught
+        pass
+
+
+def error_body(response: httpx.Response, result: DrainResult) -> str:
+    """The error body text to put in an ``SDKError`` after a drain.
+
+    Returns ``response.text`` when the body was read completely. Otherwise the received prefix,
+    decoded as UTF-8 (with replacement) when the body is not content-encoded, followed by a note
+    saying why it is incomplete. Never empty when incomplete, so upstream's ``SDKError`` (which
+    falls back to ``raw_response.text`` for an empty body) cannot raise ``httpx.ResponseNotRead``.
+    """
+    if result.complete:
+        return response.text
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    prefix = ""
+    if encoding in ("", "identity"):
+        prefix = result.body.decode(response.encoding or "utf-8", errors="replace")
+    return f"{prefix}[mistralai-patched: error body incomplete ({result.reason}); connection closed]"

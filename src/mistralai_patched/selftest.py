@@ -1,0 +1,239 @@
+"""``python -m mistralai_patched selftest``: the connection-leak reproduction on loopback.
+
+N concurrent streaming chat calls through one shared SDK client with a small connection pool,
+against an embedded HTTP/1.1 keep-alive server that answers an error status (429 by default),
+retries on. Then one extra call, with the server answering a normal event stream, proves the
+pool still serves. No API key, no network beyond 127.0.0.1.
+
+With upstream mistralai 2.4.5 this ends with every pooled connection checked out and the calls
+failing with ``httpx.PoolTimeout``; with mistralai-patched, zero responses are left open.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import json
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+import httpx
+
+from .loopback import (
+    CountingAsyncTransport,
+    CountingTransport,
+    LoopbackServer,
+    error_reply,
+    pool_state,
+    sse_reply,
+)
+
+TARGETS = ("mistral", "azure", "gcp")
+MESSAGES = [{"role": "user", "content": "Say hi."}]
+
+
+def target_module(target: str) -> str:
+    """Import package of a target name (``mistral`` → ``mistralai.client``)."""
+    return {"mistral": "mistralai.client", "azure": "mistralai.azure.client", "gcp": "mistralai.gcp.client"}[target]
+
+
+def retry_config(target: str, max_elapsed_ms: int = 150) -> Any:
+    """A fast backoff ``RetryConfig`` of the target's own ``utils`` (intervals in ms)."""
+    import importlib
+
+    utils = importlib.import_module(target_module(target) + ".utils")
+    kwargs: Dict[str, Any] = {}
+    if "jitter_ms" in inspect.signature(utils.BackoffStrategy).parameters:
+        kwargs["jitter_ms"] = 0
+    backoff = utils.BackoffStrategy(1, 5, 1.5, max_elapsed_ms, **kwargs)
+    return utils.RetryConfig("backoff", backoff, False)
+
+
+def make_sdk(target: str, server_url: str, *, client: Optional[httpx.Client] = None,
+             async_client: Optional[httpx.AsyncClient] = None, retries: Any = None) -> Any:
+    """Build the target's SDK object pointed at ``server_url`` with our httpx clients.
+
+    ``retries`` is a ``RetryConfig`` of that target (or None for no retries).
+    """
+    common: Dict[str, Any] = {"server_url": server_url, "client": client, "async_client": async_client}
+    if retries is not None:
+        common["retry_config"] = retries
+    if target == "mistral":
+        from mistralai.client import Mistral
+
+        return Mistral(api_key="loopback", **common)
+    if target == "azure":
+        from mistralai.azure.client import MistralAzure
+
+        return MistralAzure(api_key="loopback", **common)
+    if target == "gcp":
+        from mistralai.gcp.client import MistralGCP
+
+        return MistralGCP(project_id="loopback", region="europe-west4", access_token="loopback", **common)
+    raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+
+
+def outcome(exc: Optional[BaseException]) -> str:
+    """A short label for a call's outcome: ``ok``, ``SDKError(429)``, ``PoolTimeout``, ..."""
+    if exc is None:
+        return "ok"
+    status = getattr(exc, "status_code", None)
+    return f"{type(exc).__name__}({status})" if status is not None else type(exc).__name__
+
+
+@dataclass
+class Report:
+    target: str
+    mode: str
+    status: int
+    calls: int
+    pool: int
+    outcomes: Dict[str, int] = field(default_factory=dict)
+    requests_served: int = 0
+    responses_left_open: int = 0
+    tcp_connections: int = 0
+    pool_connections: int = 0
+    pool_idle: int = 0
+    pool_in_use: int = 0
+    extra_call: str = ""
+    seconds: float = 0.0
+
+    @property
+    def leaked(self) -> bool:
+        return (self.responses_left_open > 0 or self.pool_in_use > 0
+                or self.outcomes.get("PoolTimeout", 0) > 0 or self.extra_call != "ok")
+
+    def table(self) -> str:
+        rows = [
+            ("target / mode", f"{self.target} / {self.mode}"),
+            ("server answers", f"{self.status}, retries on"),
+            ("calls (concurrent)", str(self.calls)),
+            ("outcomes", ", ".join(f"{k}: {v}" for k, v in sorted(self.outcomes.items()))),
+            ("requests served", str(self.requests_served)),
+            ("responses left open", str(self.responses_left_open)),
+            ("TCP connections opened", str(self.tcp_connections)),
+            ("pool after (max " + str(self.pool) + ")",
+             f"{self.pool_connections} connections: {self.pool_idle} idle, {self.pool_in_use} in use"),
+            ("extra call afterwards", self.extra_call),
+            ("time", f"{self.seconds:.2f} s"),
+            ("verdict", "LEAK" if self.leaked else "PASS: no response left open"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _limits(pool: int) -> httpx.Limits:
+    return httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+
+
+def _timeout(pool_timeout_ms: int) -> httpx.Timeout:
+    return httpx.Timeout(10.0, pool=pool_timeout_ms / 1000)
+
+
+async def _run_async(target: str, server: LoopbackServer, n: int, pool: int, pool_timeout_ms: int,
+                     report: Report) -> None:
+    transport = CountingAsyncTransport(limits=_limits(pool))
+    async with httpx.AsyncClient(transport=transport, timeout=_timeout(pool_timeout_ms)) as client:
+        sdk = make_sdk(target, server.url, async_client=client, retries=retry_config(target))
+
+        async def call() -> Optional[BaseException]:
+            try:
+                res = await sdk.chat.stream_async(model="loopback", messages=MESSAGES)
+                async with res as events:
+                    async for _ in events:
+                        pass
+            except Exception as exc:  # the outcome is what we report
+                return exc
+            return None
+
+        results = await asyncio.gather(*(call() for _ in range(n)))
+        report.outcomes = dict(Counter(outcome(r) for r in results))
+        server.reply = sse_reply()
+        report.extra_call = outcome(await call())
+        await asyncio.sleep(0.05)
+        report.responses_left_open = transport.responses_left_open
+        report.pool_connections, report.pool_idle, report.pool_in_use = pool_state(transport)
+
+
+def _run_sync(target: str, server: LoopbackServer, n: int, pool: int, pool_timeout_ms: int,
+              report: Report) -> None:
+    transport = CountingTransport(limits=_limits(pool))
+    with httpx.Client(transport=transport, timeout=_timeout(pool_timeout_ms)) as client:
+        sdk = make_sdk(target, server.url, client=client, retries=retry_config(target))
+
+        def call() -> Optional[BaseException]:
+            try:
+                with sdk.chat.stream(model="loopback", messages=MESSAGES) as events:
+                    for _ in events:
+                        pass
+            except Exception as exc:
+                return exc
+            return None
+
+        with ThreadPoolExecutor(max_workers=min(n, 64)) as pool_exec:
+            results = list(pool_exec.map(lambda _: call(), range(n)))
+        report.outcomes = dict(Counter(outcome(r) for r in results))
+        server.reply = sse_reply()
+        report.extra_call = outcome(call())
+        report.responses_left_open = transport.responses_left_open
+        report.pool_connections, report.pool_idle, report.pool_in_use = pool_state(transport)
+
+
+def run(target: str = "mistral", sync: bool = False, status: int = 429, n: int = 60, pool: int = 8,
+        pool_timeout_ms: int = 1000) -> Report:
+    """Run the reproduction once and return its :class:`Report`.
+
+    Args:
+        target: ``mistral``, ``azure`` or ``gcp``.
+        sync: Use ``chat.stream`` from threads instead of ``chat.stream_async``.
+        status: The error status the server answers.
+        n: Concurrent calls.
+        pool: ``max_connections`` of the shared client's pool.
+        pool_timeout_ms: The pool timeout, in ms.
+    """
+    report = Report(target, "sync" if sync else "async", status, n, pool)
+    with LoopbackServer(error_reply(status)) as server:
+        started = time.monotonic()
+        if sync:
+            _run_sync(target, server, n, pool, pool_timeout_ms, report)
+        else:
+            asyncio.run(_run_async(target, server, n, pool, pool_timeout_ms, report))
+        report.seconds = time.monotonic() - started
+        report.requests_served = server.requests_served
+        report.tcp_connections = server.connections_accepted
+    return report
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="mistralai-patched selftest", description=__doc__.splitlines()[0])
+    parser.add_argument("--target", choices=TARGETS + ("all",), default="mistral",
+                        help="which SDK client to exercise (default: mistral; all = every target)")
+    parser.add_argument("--sync", action="store_true", help="sync chat.stream from threads")
+    parser.add_argument("--both", action="store_true", help="run async and sync")
+    parser.add_argument("--status", type=int, default=429, help="error status the server answers (default 429)")
+    parser.add_argument("--n", type=int, default=60, help="concurrent calls (default 60)")
+    parser.add_argument("--pool", type=int, default=8, help="max_connections of the pool (default 8)")
+    parser.add_argument("--pool-timeout-ms", type=int, default=1000, help="pool timeout in ms (default 1000)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    args = parser.parse_args(argv)
+    if args.n < 1 or args.pool < 1 or not 400 <= args.status <= 599:
+        parser.error("--n and --pool must be >= 1 and --status an error status (400-599)")
+    targets = TARGETS if args.target == "all" else (args.target,)
+    modes = (False, True) if args.both else (args.sync,)
+    reports = [run(t, s, args.status, args.n, args.pool, args.pool_timeout_ms) for t in targets for s in modes]
+    if args.json:
+        print(json.dumps([dict(asdict(r), leaked=r.leaked) for r in reports], indent=2))
+    else:
+        for r in reports:
+            print(f"mistralai-patched selftest: {r.calls} concurrent streaming calls, one shared client")
+            print(r.table())
+            print()
+    leaked = [r for r in reports if r.leaked]
+    if leaked and not args.json:
+        print(f"FAIL: {len(leaked)} of {len(reports)} runs left responses open or the pool exhausted")
+    return 1 if leaked else 0
