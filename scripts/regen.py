@@ -108,8 +108,8 @@ def _need(mapping: Any, key: str, kind: type, where: str) -> Any:
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
         raise RegenError(
             f"gen.yaml is malformed: `{where}.{key}` must be a {kind.__name__}, got "
-            f"{type(value).__name__} ({value!r}). Fix it and run the regeneration again; "
-            "nothing was written."
+            f"{type(value).__name__} ({value!r}). Fix it (quote strings that YAML could read as "
+            "numbers) and run the regeneration again; nothing was written."
         )
     return value
 
@@ -201,6 +201,11 @@ def fetch_sdist(name: str, version: str, sha256: Optional[str]) -> Path:
     cached = cdir / fname
     if cached.is_file() and (sha256 is None or _sha256_file(cached) == sha256):
         return cached
+    if os.environ.get("MISTRALAI_PATCHED_OFFLINE"):
+        raise RegenError(
+            f"MISTRALAI_PATCHED_OFFLINE is set and {cached} is not cached, so the upstream sdist "
+            f"{name}=={version} cannot be fetched. Unset it, or place the verified sdist there."
+        )
     with tempfile.TemporaryDirectory(prefix="mistralai-patched-dl-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
                "--disable-pip-version-check", "-d", tmp, f"{name}=={version}"]

@@ -55,12 +55,17 @@ def retry_config(target: str, max_elapsed_ms: int = 150) -> Any:
 
 
 def make_sdk(target: str, server_url: str, *, client: Optional[httpx.Client] = None,
-             async_client: Optional[httpx.AsyncClient] = None, retries: Any = None) -> Any:
+             async_client: Optional[httpx.AsyncClient] = None, retries: Any = None,
+             timeout_ms: int = 2000) -> Any:
     """Build the target's SDK object pointed at ``server_url`` with our httpx clients.
 
-    ``retries`` is a ``RetryConfig`` of that target (or None for no retries).
+    ``retries`` is a ``RetryConfig`` of that target (or None for no retries). ``timeout_ms`` is
+    the SDK's request timeout in ms; upstream applies it to every httpx timeout of a request,
+    the pool timeout included (``chat`` otherwise defaults to 300,000 ms, overriding the
+    client's own pool timeout), so it must be short for a pool exhaustion to show quickly.
     """
-    common: Dict[str, Any] = {"server_url": server_url, "client": client, "async_client": async_client}
+    common: Dict[str, Any] = {"server_url": server_url, "client": client, "async_client": async_client,
+                              "timeout_ms": timeout_ms}
     if retries is not None:
         common["retry_config"] = retries
     if target == "mistral":
@@ -139,7 +144,8 @@ async def _run_async(target: str, server: LoopbackServer, n: int, pool: int, poo
                      report: Report) -> None:
     transport = CountingAsyncTransport(limits=_limits(pool))
     async with httpx.AsyncClient(transport=transport, timeout=_timeout(pool_timeout_ms)) as client:
-        sdk = make_sdk(target, server.url, async_client=client, retries=retry_config(target))
+        sdk = make_sdk(target, server.url, async_client=client, retries=retry_config(target),
+                       timeout_ms=pool_timeout_ms)
 
         async def call() -> Optional[BaseException]:
             try:
@@ -164,7 +170,8 @@ def _run_sync(target: str, server: LoopbackServer, n: int, pool: int, pool_timeo
               report: Report) -> None:
     transport = CountingTransport(limits=_limits(pool))
     with httpx.Client(transport=transport, timeout=_timeout(pool_timeout_ms)) as client:
-        sdk = make_sdk(target, server.url, client=client, retries=retry_config(target))
+        sdk = make_sdk(target, server.url, client=client, retries=retry_config(target),
+                       timeout_ms=pool_timeout_ms)
 
         def call() -> Optional[BaseException]:
             try:
@@ -218,7 +225,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--status", type=int, default=429, help="error status the server answers (default 429)")
     parser.add_argument("--n", type=int, default=60, help="concurrent calls (default 60)")
     parser.add_argument("--pool", type=int, default=8, help="max_connections of the pool (default 8)")
-    parser.add_argument("--pool-timeout-ms", type=int, default=1000, help="pool timeout in ms (default 1000)")
+    parser.add_argument("--pool-timeout-ms", type=int, default=1000, help="pool timeout in ms, also the SDK request timeout (default 1000)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args(argv)
     if args.n < 1 or args.pool < 1 or not 400 <= args.status <= 599:

@@ -1,0 +1,133 @@
+"""Shared helpers: SDK factories per target, hooks that take each leaking path, tracked bodies.
+
+Set ``MISTRALAI_PATCHED_PRISTINE=1`` (scripts/prove-tests-bite does) when the ``mistralai``
+package under test is the pristine upstream tree: packaging tests are then skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, AsyncIterator, Iterator, List, Optional, Tuple
+
+import httpx
+import pytest
+
+from mistralai_patched.selftest import make_sdk, retry_config
+
+TARGETS = ["mistral", "azure", "gcp"]
+PRISTINE = os.environ.get("MISTRALAI_PATCHED_PRISTINE") == "1"
+MESSAGES = [{"role": "user", "content": "hi"}]
+ERROR_BODY = b'{"object":"error","message":"boom from the server","code":"x"}'
+
+
+def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
+    if not PRISTINE:
+        return
+    skip = pytest.mark.skip(reason="packaging test: not meaningful against the pristine upstream tree")
+    for item in items:
+        if "packaging" in item.keywords:
+            item.add_marker(skip)
+
+
+class HookError(Exception):
+    """The error our test hooks return or raise."""
+
+
+class Hooks:
+    """after_error / after_success hooks that take one of the leaking paths.
+
+    ``path`` is one of: ``hook_error`` (after_error returns the response and an error),
+    ``no_result`` (after_error returns no response and no error → SDKError),
+    ``hook_raises`` (after_error raises ``raises``), ``after_success_raises``.
+    ``block``: an after_error hook that waits on an event (to cancel while it runs).
+    """
+
+    def __init__(self, path: str, raises: type = HookError) -> None:
+        self.path = path
+        self.raises = raises
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def after_error(self, hook_ctx: Any, response: Optional[httpx.Response], error: Optional[Exception]) -> Any:
+        if response is None:
+            return response, error
+        self.entered.set()
+        if self.path == "block":
+            self.release.wait(10)
+            return response, error
+        if self.path == "hook_error":
+            return response, HookError("hook turned the response into an error")
+        if self.path == "no_result":
+            return None, None
+        if self.path == "hook_raises":
+            raise self.raises("hook raised")
+        return response, error
+
+    def after_success(self, hook_ctx: Any, response: httpx.Response) -> Any:
+        if self.path == "after_success_raises":
+            raise HookError("after_success raised")
+        return response
+
+
+def install_hooks(sdk: Any, hooks: Hooks) -> None:
+    """Register ``hooks`` on an SDK instance of any target (upstream's SDKHooks registry)."""
+    registry = sdk.sdk_configuration.__dict__["_hooks"]
+    registry.register_after_error_hook(hooks)
+    registry.register_after_success_hook(hooks)
+
+
+def expected_error(path: str, raises: type = HookError) -> type:
+    if path == "no_result":
+        return _sdk_error_types()
+    return {"hook_error": HookError, "hook_raises": raises, "after_success_raises": HookError}[path]
+
+
+def _sdk_error_types() -> Tuple[type, ...]:
+    from mistralai.azure.client.errors import SDKError as AzureSDKError
+    from mistralai.client.errors import SDKError
+    from mistralai.gcp.client.errors import SDKError as GcpSDKError
+
+    return (SDKError, AzureSDKError, GcpSDKError)
+
+
+class TrackedBody(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A response body that records whether it was read to its end and whether it was closed."""
+
+    def __init__(self, body: bytes = ERROR_BODY, pieces: int = 1) -> None:
+        self.body = body
+        self.pieces = pieces
+        self.read_to_end = False
+        self.closed = False
+
+    def _chunks(self) -> List[bytes]:
+        size = max(1, -(-len(self.body) // self.pieces))
+        return [self.body[i:i + size] for i in range(0, len(self.body), size)] or [b""]
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._chunks()
+        self.read_to_end = True
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._chunks():
+            yield chunk
+        self.read_to_end = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+SSE_OK = (
+    b'data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"m",'
+    b'"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
+__all__ = [
+    "TARGETS", "PRISTINE", "MESSAGES", "ERROR_BODY", "SSE_OK", "HookError", "Hooks", "install_hooks",
+    "expected_error", "TrackedBody", "make_sdk", "retry_config",
+]

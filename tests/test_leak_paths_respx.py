@@ -1,0 +1,189 @@
+"""Unit tests, one per leaking path, with respx: precise control of each response's body.
+
+Each test asserts what a user relies on: the caller gets the documented error (carrying the
+server's status and body), and the response the SDK did not hand over was read to its end
+(so its connection could go back to the pool) and closed. Every test here fails against the
+pristine upstream tree (marker ``bites``; scripts/prove-tests-bite checks it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, List
+
+import httpx
+import pytest
+import respx
+
+from conftest import (
+    ERROR_BODY, MESSAGES, SSE_OK, TARGETS, HookError, Hooks, TrackedBody, expected_error, install_hooks,
+    make_sdk, retry_config,
+)
+
+URL = "http://api.test"
+pytestmark = pytest.mark.bites
+
+
+def _error_route(router: respx.MockRouter, bodies: List[TrackedBody], status: int = 503, headers: Any = None) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = TrackedBody()
+        bodies.append(body)
+        return httpx.Response(status, headers=headers or {"content-type": "application/json"}, stream=body)
+
+    router.route().mock(side_effect=answer)
+
+
+def _ok_route(router: respx.MockRouter, bodies: List[TrackedBody]) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = TrackedBody(SSE_OK)
+        bodies.append(body)
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=body)
+
+    router.route().mock(side_effect=answer)
+
+
+PATHS = ["hook_error", "no_result", "hook_raises", "after_success_raises"]
+
+
+def _check_error(exc: BaseException, path: str) -> None:
+    if path == "no_result":
+        assert exc.status_code == 503
+        assert "boom from the server" in exc.body
+        assert "boom from the server" in str(exc)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("path", PATHS)
+def test_sync_path_releases_response(target: str, path: str) -> None:
+    bodies: List[TrackedBody] = []
+    with respx.mock(base_url=URL, assert_all_called=False) as router, httpx.Client() as client:
+        (_ok_route if path == "after_success_raises" else _error_route)(router, bodies)
+        sdk = make_sdk(target, URL, client=client)
+        install_hooks(sdk, Hooks(path))
+        with pytest.raises(expected_error(path)) as info:
+            sdk.chat.stream(model="m", messages=MESSAGES)
+    _check_error(info.value, path)
+    assert len(bodies) == 1
+    assert bodies[0].closed, "the response was left open"
+    if path != "after_success_raises":
+        assert bodies[0].read_to_end, "the error body was not drained: its connection is discarded"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("path", PATHS)
+async def test_async_path_releases_response(target: str, path: str) -> None:
+    bodies: List[TrackedBody] = []
+    with respx.mock(base_url=URL, assert_all_called=False) as router:
+        (_ok_route if path == "after_success_raises" else _error_route)(router, bodies)
+        async with httpx.AsyncClient() as client:
+            sdk = make_sdk(target, URL, async_client=client)
+            install_hooks(sdk, Hooks(path))
+            with pytest.raises(expected_error(path)) as info:
+                await sdk.chat.stream_async(model="m", messages=MESSAGES)
+    _check_error(info.value, path)
+    assert bodies[0].closed, "the response was left open"
+    if path != "after_success_raises":
+        assert bodies[0].read_to_end, "the error body was not drained: its connection is discarded"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_sync_hook_keyboard_interrupt_closes(target: str) -> None:
+    bodies: List[TrackedBody] = []
+    with respx.mock(base_url=URL, assert_all_called=False) as router, httpx.Client() as client:
+        _error_route(router, bodies)
+        sdk = make_sdk(target, URL, client=client)
+        install_hooks(sdk, Hooks("hook_raises", raises=KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            sdk.chat.stream(model="m", messages=MESSAGES)
+    assert bodies[0].closed
+
+
+def _retry_then_ok(router: respx.MockRouter, bodies: List[TrackedBody], failures: int, headers: Any = None) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if len(bodies) < failures:
+            body = TrackedBody()
+            bodies.append(body)
+            return httpx.Response(429, headers=headers or {"content-type": "application/json"}, stream=body)
+        body = TrackedBody(SSE_OK)
+        bodies.append(body)
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=body)
+
+    router.route().mock(side_effect=answer)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_sync_retried_responses_are_drained_and_closed(target: str) -> None:
+    bodies: List[TrackedBody] = []
+    with respx.mock(base_url=URL, assert_all_called=False) as router, httpx.Client() as client:
+        _retry_then_ok(router, bodies, failures=3)
+        sdk = make_sdk(target, URL, client=client, retries=retry_config(target, max_elapsed_ms=5000))
+        with sdk.chat.stream(model="m", messages=MESSAGES) as events:
+            assert [e.data.choices[0].delta.content for e in events] == ["hi"]
+    assert len(bodies) == 4
+    for body in bodies[:3]:
+        assert body.closed and body.read_to_end, "a retried response was not drained and closed"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+async def test_async_retried_responses_are_drained_and_closed(target: str) -> None:
+    bodies: List[TrackedBody] = []
+    with respx.mock(base_url=URL, assert_all_called=False) as router:
+        _retry_then_ok(router, bodies, failures=3)
+        async with httpx.AsyncClient() as client:
+            sdk = make_sdk(target, URL, async_client=client, retries=retry_config(target, max_elapsed_ms=5000))
+            res = await sdk.chat.stream_async(model="m", messages=MESSAGES)
+            async with res as events:
+                assert [e.data.choices[0].delta.content async for e in events] == ["hi"]
+    for body in bodies[:3]:
+        assert body.closed and body.read_to_end, "a retried response was not drained and closed"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+async def test_cancel_in_error_hook_thread_closes(target: str) -> None:
+    bodies: List[TrackedBody] = []
+    hooks = Hooks("block")
+    with respx.mock(base_url=URL, assert_all_called=False) as router:
+        _error_route(router, bodies)
+        async with httpx.AsyncClient() as client:
+            sdk = make_sdk(target, URL, async_client=client)
+            install_hooks(sdk, hooks)
+            task = asyncio.ensure_future(sdk.chat.stream_async(model="m", messages=MESSAGES))
+            while not hooks.entered.is_set():
+                await asyncio.sleep(0.005)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            hooks.release.set()
+    assert bodies[0].closed, "cancellation in the error hook left the response open"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+async def test_cancel_during_retry_sleep_leaves_nothing_open(target: str) -> None:
+    bodies: List[TrackedBody] = []
+    with respx.mock(base_url=URL, assert_all_called=False) as router:
+        # Retry-After: 30 s; the task is cancelled while the retry loop sleeps.
+        _retry_then_ok(router, bodies, failures=5, headers={"content-type": "application/json", "retry-after": "30"})
+        async with httpx.AsyncClient() as client:
+            sdk = make_sdk(target, URL, async_client=client, retries=retry_config(target, max_elapsed_ms=60_000))
+            task = asyncio.ensure_future(sdk.chat.stream_async(model="m", messages=MESSAGES))
+            while not bodies:
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    assert len(bodies) == 1
+    assert bodies[0].closed and bodies[0].read_to_end
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_sdk_error_never_response_not_read(target: str) -> None:
+    """No hook result on a streamed error: upstream raises httpx.ResponseNotRead instead."""
+    with respx.mock(base_url=URL, assert_all_called=False) as router, httpx.Client() as client:
+        router.route().mock(return_value=httpx.Response(500, stream=TrackedBody(b"")))
+        sdk = make_sdk(target, URL, client=client)
+        install_hooks(sdk, Hooks("no_result"))
+        with pytest.raises(expected_error("no_result")) as info:
+            sdk.chat.stream(model="m", messages=MESSAGES)
+    assert info.value.status_code == 500
+

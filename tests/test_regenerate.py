@@ -1,0 +1,102 @@
+"""Bad input to the regeneration: a clear error naming cause and fix, and the tree left as it was."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import regen  # noqa: E402
+
+pytestmark = pytest.mark.packaging
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    """An existing output tree with a sentinel: it must survive every failed regeneration."""
+    tree = tmp_path / "out" / "mistralai"
+    tree.mkdir(parents=True)
+    (tree / "sentinel.txt").write_text("before")
+    return tree
+
+
+def _unchanged(tree: Path) -> bool:
+    return sorted(p.name for p in tree.parent.iterdir()) == ["mistralai"] and \
+        [p.name for p in tree.iterdir()] == ["sentinel.txt"]
+
+
+def _gen_yaml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gen.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_malformed_yaml(tmp_path: Path, out: Path) -> None:
+    with pytest.raises(regen.RegenError, match="not valid YAML"):
+        regen.regenerate(out, config_path=_gen_yaml(tmp_path, "upstream: [unclosed\n"))
+    assert _unchanged(out)
+
+
+def test_missing_field(tmp_path: Path, out: Path) -> None:
+    text = (ROOT / "gen.yaml").read_text().replace("  sdist_sha256:", "  sha:")
+    with pytest.raises(regen.RegenError, match=r"`upstream.sdist_sha256` is missing"):
+        regen.regenerate(out, config_path=_gen_yaml(tmp_path, text))
+    assert _unchanged(out)
+
+
+def test_sha256_mismatch(tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = regen.load_config().sdist_sha256
+    text = (ROOT / "gen.yaml").read_text().replace(good, "ab" * 32)
+    with pytest.raises(regen.RegenError, match="sha256") as info:
+        regen.regenerate(out, config_path=_gen_yaml(tmp_path, text))
+    assert "Nothing was written" in str(info.value)
+    assert _unchanged(out)
+
+
+def test_unreachable_index(tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MISTRALAI_PATCHED_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "")
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("PIP_TIMEOUT", "3")
+    with pytest.raises(regen.RegenError, match="could not download"):
+        regen.regenerate(out)
+    assert _unchanged(out)
+
+
+def test_upstream_change_to_a_replaced_unit(tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lock = tmp_path / "gen.lock"
+    text = regen.LOCK.read_text()
+    unit_print = regen.read_lock()["targets"]["mistralai.azure.client"]["utils/retries.py"]["units"]["retry"]
+    lock.write_text(text.replace(unit_print, "sha256:" + "1" * 64))
+    monkeypatch.setattr(regen, "LOCK", lock)
+    with pytest.raises(regen.RegenError) as info:
+        regen.regenerate(out)
+    message = str(info.value)
+    assert "mistralai.azure.client/utils/retries.py: retry" in message
+    assert "--accept-upstream" in message and "Nothing was written" in message
+    assert _unchanged(out)
+    assert lock.read_text() == text.replace(unit_print, "sha256:" + "1" * 64)
+
+
+def test_cli_exit_code_and_message(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "regenerate"), "--check"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "up to date" in proc.stdout
+
+
+def test_pristine_tree_has_no_fork_code(tmp_path: Path) -> None:
+    result = regen.regenerate(tmp_path / "mistralai", pristine=True)
+    text = (result.out / "client" / "basesdk.py").read_text()
+    assert "mistralai_patched" not in text and result.rendered_hashes == {}
+    shutil.rmtree(result.out)

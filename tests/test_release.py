@@ -1,0 +1,108 @@
+"""Unit tests of mistralai_patched.release: bound, read failure, deadline, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from conftest import TrackedBody
+from mistralai_patched import release
+
+
+def _response(stream: object, status: int = 500, **headers: str) -> httpx.Response:
+    return httpx.Response(status, headers=headers, stream=stream, request=httpx.Request("POST", "http://x"))
+
+
+def test_small_body_is_read_and_closed() -> None:
+    body = TrackedBody(b"hello", pieces=3)
+    res = _response(body)
+    result = release.drain(res)
+    assert result.complete and result.body == b"hello" and res.is_closed and body.read_to_end
+    assert release.error_body(res, result) == "hello"
+
+
+def test_over_bound_closes_at_once_and_keeps_prefix() -> None:
+    body = TrackedBody(b"a" * 1000, pieces=10)
+    res = _response(body)
+    result = release.drain(res, max_bytes=250)
+    assert not result.complete and result.reason == "over bound" and result.body == b"a" * 250
+    assert res.is_closed and body.closed and not body.read_to_end
+    text = release.error_body(res, result)
+    assert text.startswith("a" * 250) and "over bound" in text
+
+
+class _Failing(httpx.SyncByteStream, httpx.AsyncByteStream):
+    closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b"part"
+        raise httpx.ReadError("reset by peer")
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"part"
+        raise httpx.ReadError("reset by peer")
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def test_read_error_closes_and_never_raises() -> None:
+    stream = _Failing()
+    res = _response(stream)
+    result = release.drain(res)
+    assert not result.complete and result.reason == "ReadError" and stream.closed
+    assert release.error_body(res, result).startswith("part")
+
+
+def test_error_body_is_never_empty_when_incomplete() -> None:
+    res = _response(_Failing(), **{"content-encoding": "gzip"})
+    result = release.drain(res)
+    assert release.error_body(res, result)  # upstream's SDKError would call .text on ""
+
+
+def test_already_read_response_is_left_as_is() -> None:
+    res = httpx.Response(400, content=b"done", request=httpx.Request("GET", "http://x"))
+    res.read()
+    assert release.drain(res) == release.DrainResult(True, b"done")
+
+
+class _Stalled(httpx.AsyncByteStream):
+    closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"x"
+        await asyncio.sleep(3600)
+        yield b"never"
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_async_deadline_is_hard() -> None:
+    stream = _Stalled()
+    res = _response(stream)
+    result = await release.drain_async(res, timeout_ms=50)
+    assert not result.complete and result.reason == "deadline" and stream.closed
+
+
+async def test_async_cancellation_closes_and_propagates() -> None:
+    stream = _Stalled()
+    res = _response(stream)
+    task = asyncio.ensure_future(release.drain_async(res, timeout_ms=60_000))
+    await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert stream.closed and res.is_closed
+
+
+def test_deadline_capped_by_read_timeout() -> None:
+    req = httpx.Request("GET", "http://x", extensions={"timeout": {"read": 0.25}})
+    res = httpx.Response(500, stream=TrackedBody(), request=req)
+    assert release._deadline_s(res, None) == 0.25
