@@ -60,7 +60,7 @@ def _owners(package: str) -> Dict[str, Dict[str, Any]]:
     """Installed distributions that own files under ``<package>/``, with their RECORD hashes."""
     owners: Dict[str, Dict[str, Any]] = {}
     for dist in md.distributions():
-        files = [f for f in (dist.files or []) if f.parts and f.parts[0] == package]
+        files = [f for f in (dist.files or []) if f.parts and f.parts[0] == package and f.suffix != ".pyc"]
         if files:
             name = dist.metadata["Name"]
             owners[name] = {
