@@ -70,6 +70,20 @@ class Hooks:
         return response
 
 
+async def cancel_while_hook_runs(call: Any, hooks: Hooks) -> None:
+    """Start ``call`` (a coroutine), cancel it once ``hooks`` entered its error hook, expect
+    ``asyncio.CancelledError``, then let the hook thread finish."""
+    import asyncio
+
+    task = asyncio.ensure_future(call)
+    while not hooks.entered.is_set():
+        await asyncio.sleep(0.005)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    hooks.release.set()
+
+
 def install_hooks(sdk: Any, hooks: Hooks) -> None:
     """Register ``hooks`` on an SDK instance of any target (upstream's SDKHooks registry)."""
     registry = sdk.sdk_configuration.__dict__["_hooks"]
@@ -129,5 +143,5 @@ SSE_OK = (
 
 __all__ = [
     "TARGETS", "PRISTINE", "MESSAGES", "ERROR_BODY", "SSE_OK", "HookError", "Hooks", "install_hooks",
-    "expected_error", "TrackedBody", "make_sdk", "retry_config",
+    "expected_error", "TrackedBody", "cancel_while_hook_runs", "make_sdk", "retry_config",
 ]

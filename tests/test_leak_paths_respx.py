@@ -16,7 +16,7 @@ import pytest
 import respx
 
 from conftest import (
-    ERROR_BODY, MESSAGES, SSE_OK, TARGETS, HookError, Hooks, TrackedBody, expected_error, install_hooks,
+    cancel_while_hook_runs, ERROR_BODY, MESSAGES, SSE_OK, TARGETS, HookError, Hooks, TrackedBody, expected_error, install_hooks,
     make_sdk, retry_config,
 )
 
@@ -147,13 +147,7 @@ async def test_cancel_in_error_hook_thread_closes(target: str) -> None:
         async with httpx.AsyncClient() as client:
             sdk = make_sdk(target, URL, async_client=client)
             install_hooks(sdk, hooks)
-            task = asyncio.ensure_future(sdk.chat.stream_async(model="m", messages=MESSAGES))
-            while not hooks.entered.is_set():
-                await asyncio.sleep(0.005)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            hooks.release.set()
+            await cancel_while_hook_runs(sdk.chat.stream_async(model="m", messages=MESSAGES), hooks)
     assert bodies[0].closed, "cancellation in the error hook left the response open"
 
 

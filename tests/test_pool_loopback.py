@@ -13,7 +13,7 @@ from typing import Any, List, Optional
 import httpx
 import pytest
 
-from conftest import MESSAGES, TARGETS, Hooks, expected_error, install_hooks, make_sdk
+from conftest import MESSAGES, TARGETS, Hooks, cancel_while_hook_runs, expected_error, install_hooks, make_sdk
 from mistralai_patched import selftest
 from mistralai_patched.loopback import (
     CountingAsyncTransport, CountingTransport, LoopbackServer, error_reply, pool_state, sse_reply,
@@ -93,13 +93,7 @@ async def test_cancel_while_error_hook_runs_frees_the_connection(target: str) ->
         async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
             sdk = make_sdk(target, server.url, async_client=client)
             install_hooks(sdk, hooks)
-            task = asyncio.ensure_future(sdk.chat.stream_async(model="m", messages=MESSAGES))
-            while not hooks.entered.is_set():
-                await asyncio.sleep(0.005)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            hooks.release.set()
+            await cancel_while_hook_runs(sdk.chat.stream_async(model="m", messages=MESSAGES), hooks)
             assert transport.responses_left_open == 0
             # The single pooled connection is free again: a further call gets it.
             hooks.path = "no_result"

@@ -42,7 +42,7 @@ def target_module(target: str) -> str:
     return {"mistral": "mistralai.client", "azure": "mistralai.azure.client", "gcp": "mistralai.gcp.client"}[target]
 
 
-def retry_config(target: str, max_elapsed_ms: int = 150) -> Any:
+def retry_config(target: str, max_elapsed_ms: int = 500) -> Any:
     """A fast backoff ``RetryConfig`` of the target's own ``utils`` (intervals in ms)."""
     import importlib
 
