@@ -22,6 +22,9 @@ from packaging.version import Version
 
 from mistralai_patched import build_info
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import regen  # noqa: E402
+
 pytestmark = pytest.mark.packaging
 ROOT = Path(__file__).resolve().parent.parent
 TREE = ROOT / "src" / "mistralai"
@@ -102,7 +105,7 @@ def _record_sha(value: str) -> str:
 def _upstream_wheel() -> Path:
     """Upstream's wheel of the pinned release, downloaded with pip into the cache once."""
     info = build_info()["upstream"]
-    cache = Path(os.environ.get("MISTRALAI_PATCHED_CACHE", Path.home() / ".cache" / "mistralai-patched")) / "wheels"
+    cache = regen.cache_dir().parent / "wheels"
     wheels = sorted(cache.glob(f"mistralai-{info['version']}-*.whl"))
     if not wheels:
         cache.mkdir(parents=True, exist_ok=True)

@@ -15,16 +15,13 @@ import pytest
 
 from conftest import MESSAGES, TARGETS, Hooks, cancel_while_hook_runs, expected_error, install_hooks, make_sdk
 from mistralai_patched import selftest
+from mistralai_patched.selftest import pool_limits
 from mistralai_patched.loopback import (
     CountingAsyncTransport, CountingTransport, LoopbackServer, error_reply, pool_state, sse_reply,
 )
 
 POOL = 2
 PATHS = ["hook_error", "no_result", "hook_raises", "after_success_raises"]
-
-
-def _limits(n: int) -> httpx.Limits:
-    return httpx.Limits(max_connections=n, max_keepalive_connections=n)
 
 
 TIMEOUT = httpx.Timeout(5.0, pool=0.5)
@@ -50,7 +47,7 @@ def test_429_storm_reproduction(target: str, sync: bool) -> None:
 def test_sync_path_keeps_pool_serving(target: str, path: str) -> None:
     reply = sse_reply() if path == "after_success_raises" else error_reply(503, "boom from the server")
     with LoopbackServer(reply) as server:
-        transport = CountingTransport(limits=_limits(POOL))
+        transport = CountingTransport(limits=pool_limits(POOL))
         with httpx.Client(transport=transport, timeout=TIMEOUT) as client:
             sdk = make_sdk(target, server.url, client=client)
             install_hooks(sdk, Hooks(path))
@@ -71,7 +68,7 @@ def test_sync_path_keeps_pool_serving(target: str, path: str) -> None:
 async def test_async_path_keeps_pool_serving(target: str, path: str) -> None:
     reply = sse_reply() if path == "after_success_raises" else error_reply(503, "boom from the server")
     with LoopbackServer(reply) as server:
-        transport = CountingAsyncTransport(limits=_limits(POOL))
+        transport = CountingAsyncTransport(limits=pool_limits(POOL))
         async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
             sdk = make_sdk(target, server.url, async_client=client)
             install_hooks(sdk, Hooks(path))
@@ -89,7 +86,7 @@ async def test_async_path_keeps_pool_serving(target: str, path: str) -> None:
 async def test_cancel_while_error_hook_runs_frees_the_connection(target: str) -> None:
     hooks = Hooks("block")
     with LoopbackServer(error_reply(503)) as server:
-        transport = CountingAsyncTransport(limits=_limits(1))
+        transport = CountingAsyncTransport(limits=pool_limits(1))
         async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
             sdk = make_sdk(target, server.url, async_client=client)
             install_hooks(sdk, hooks)
@@ -109,7 +106,7 @@ def test_over_bound_error_body_closes_connection_and_keeps_prefix(monkeypatch: p
     monkeypatch.setattr(release, "DRAIN_MAX_BYTES", 1024)
     big = "x" * 10_000
     with LoopbackServer(error_reply(500, big)) as server:
-        transport = CountingTransport(limits=_limits(1))
+        transport = CountingTransport(limits=pool_limits(1))
         with httpx.Client(transport=transport, timeout=TIMEOUT) as client:
             sdk = make_sdk("mistral", server.url, client=client)
             install_hooks(sdk, Hooks("no_result"))
@@ -148,7 +145,7 @@ async def _consume_async(sdk: Any, mode: str) -> None:
 @pytest.mark.parametrize("target", TARGETS)
 def test_event_stream_with_closes(target: str, mode: str) -> None:
     with LoopbackServer(sse_reply(50)) as server:
-        transport = CountingTransport(limits=_limits(1))
+        transport = CountingTransport(limits=pool_limits(1))
         with httpx.Client(transport=transport, timeout=TIMEOUT) as client:
             sdk = make_sdk(target, server.url, client=client)
             for _ in range(3):  # a pool of one: a stream left open would block the next call
@@ -164,7 +161,7 @@ def test_event_stream_with_closes(target: str, mode: str) -> None:
 @pytest.mark.parametrize("target", TARGETS)
 async def test_event_stream_async_with_closes(target: str, mode: str) -> None:
     with LoopbackServer(sse_reply(50)) as server:
-        transport = CountingAsyncTransport(limits=_limits(1))
+        transport = CountingAsyncTransport(limits=pool_limits(1))
         async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
             sdk = make_sdk(target, server.url, async_client=client)
             for _ in range(3):

@@ -132,7 +132,8 @@ class Report:
         return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
 
 
-def _limits(pool: int) -> httpx.Limits:
+def pool_limits(pool: int) -> httpx.Limits:
+    """httpx limits for a connection pool of ``pool`` connections, all of them kept alive."""
     return httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
 
 
@@ -142,7 +143,7 @@ def _timeout(pool_timeout_ms: int) -> httpx.Timeout:
 
 async def _run_async(target: str, server: LoopbackServer, n: int, pool: int, pool_timeout_ms: int,
                      report: Report) -> None:
-    transport = CountingAsyncTransport(limits=_limits(pool))
+    transport = CountingAsyncTransport(limits=pool_limits(pool))
     async with httpx.AsyncClient(transport=transport, timeout=_timeout(pool_timeout_ms)) as client:
         sdk = make_sdk(target, server.url, async_client=client, retries=retry_config(target),
                        timeout_ms=pool_timeout_ms)
@@ -168,7 +169,7 @@ async def _run_async(target: str, server: LoopbackServer, n: int, pool: int, poo
 
 def _run_sync(target: str, server: LoopbackServer, n: int, pool: int, pool_timeout_ms: int,
               report: Report) -> None:
-    transport = CountingTransport(limits=_limits(pool))
+    transport = CountingTransport(limits=pool_limits(pool))
     with httpx.Client(transport=transport, timeout=_timeout(pool_timeout_ms)) as client:
         sdk = make_sdk(target, server.url, client=client, retries=retry_config(target),
                        timeout_ms=pool_timeout_ms)
