@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,7 +40,12 @@ class Reply:
         chunks: Body pieces, written in order (with ``delay_ms`` between them).
         chunked: Send with ``Transfer-Encoding: chunked`` instead of ``Content-Length``.
         delay_ms: Pause before each chunk, in ms.
+        delays_ms: Pause before each chunk, in ms, one per chunk (overrides ``delay_ms``).
         close: Close the connection after this reply (``Connection: close``).
+        cut_after: Misbehave: after this many chunks, stop writing and close the socket with the
+            body incomplete (no terminating chunk, or fewer bytes than ``Content-Length``).
+        reset: With ``cut_after``, abort the connection with a TCP reset (RST) instead of FIN.
+        content_length: Declared ``Content-Length`` when it should differ from the bytes sent.
     """
 
     status: int = 200
@@ -47,7 +53,11 @@ class Reply:
     chunks: List[bytes] = field(default_factory=list)
     chunked: bool = False
     delay_ms: int = 0
+    delays_ms: Optional[List[int]] = None
     close: bool = False
+    cut_after: Optional[int] = None
+    reset: bool = False
+    content_length: Optional[int] = None
 
 
 def error_reply(status: int = 429, message: str = "rate limited", **kw: Any) -> Reply:
@@ -98,14 +108,21 @@ class _Handler(BaseHTTPRequestHandler):
             if reply.chunked:
                 self.send_header("transfer-encoding", "chunked")
             else:
-                self.send_header("content-length", str(sum(len(c) for c in reply.chunks)))
+                length = sum(len(c) for c in reply.chunks)
+                if reply.content_length is not None:
+                    length = reply.content_length
+                self.send_header("content-length", str(length))
             if reply.close:
                 self.send_header("connection", "close")
                 self.close_connection = True
             self.end_headers()
-            for chunk in reply.chunks:
-                if reply.delay_ms:
-                    time.sleep(reply.delay_ms / 1000)
+            for index, chunk in enumerate(reply.chunks):
+                if reply.cut_after is not None and index >= reply.cut_after:
+                    self._cut(reply.reset)
+                    return
+                delay = reply.delays_ms[index] if reply.delays_ms else reply.delay_ms
+                if delay:
+                    time.sleep(delay / 1000)
                 if reply.chunked:
                     self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
                 else:
@@ -116,6 +133,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
             self.close_connection = True
+
+    def _cut(self, reset: bool) -> None:
+        """Drop the connection mid-body: FIN, or RST when ``reset`` (SO_LINGER 0)."""
+        self.close_connection = True
+        if reset:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 

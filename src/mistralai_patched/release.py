@@ -1,7 +1,7 @@
 """Release of ``httpx.Response`` objects the SDK will not hand to its caller.
 
-This is the helper the rendered templates (``basesdk.py``, ``utils/retries.py``) call in every
-SDK target. "Release" means: read the rest of the body up to a bound so that the connection goes
+This is the helper the rendered templates (``basesdk.py``, ``utils/retries.py``,
+``utils/eventstreaming.py``) call in every SDK target. "Release" means: read the rest of the body up to a bound so that the connection goes
 back to the connection pool for keep-alive reuse, then close. When the body is larger than the
 bound, when reading fails or exceeds the drain deadline, or when the task is being cancelled (or a
 ``KeyboardInterrupt`` arrives), the response is closed at once and httpx discards the connection.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Iterator, Optional
+from typing import Any, AsyncIterator, Iterator, Optional, TypeVar
 
 import anyio
 import httpx
@@ -34,7 +34,10 @@ __all__ = [
     "close_now",
     "close_now_async",
     "error_body",
+    "EventStreamResponse",
 ]
+
+T = TypeVar("T")
 
 DRAIN_MAX_BYTES: int = 64 * 1024
 """Bound, in bytes received from the network, on the body read to release a response."""
@@ -286,3 +289,126 @@ def error_body(response: httpx.Response, result: DrainResult) -> str:
     if encoding in ("", "identity"):
         prefix = result.body.decode(response.encoding or "utf-8", errors="replace")
     return f"{prefix}[mistralai-patched: error body incomplete ({result.reason}); connection closed]"
+
+
+class EventStreamResponse:
+    """The streamed response as upstream's event-stream generator sees it.
+
+    Upstream's ``stream_events``/``stream_events_async`` (mistralai 2.10.1, all targets) close
+    the response as soon as they read the ``[DONE]`` sentinel, before the end of the body has been
+    read, so httpx discards the connection: every successful streamed call opens a new TCP (and,
+    against the real API, TLS) connection. ``EventStream``/``EventStreamAsync`` (rendered from our
+    template) hand the generator this wrapper instead of the ``httpx.Response`` and pull events
+    through :meth:`next_event` / :meth:`anext_event`, which decide how the response ends:
+
+    - the generator finished (sentinel or end of body): drain the rest of the body within
+      ``DRAIN_MAX_BYTES`` (bytes after content decoding) and the drain deadline, then close, so
+      the connection goes back to the pool; over the bound or past the deadline, close at once;
+    - the generator raised (decode error, read error, cancellation, ``KeyboardInterrupt``): close
+      at once and re-raise;
+    - the generator is closed from outside an event pull (garbage collection, an early exit from
+      ``with``/``async with`` followed by the stream's own close): close at once. Never waits for
+      a generation to finish.
+
+    Attribute access other than the byte iterators and close methods goes to the response.
+    """
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self._chunks: Any = None
+        self._pulling = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.response, name)
+
+    def iter_bytes(self, chunk_size: Optional[int] = None) -> Iterator[bytes]:
+        """``response.iter_bytes()``, kept so the rest of the body can be drained later."""
+        self._chunks = self.response.iter_bytes(chunk_size)
+        return self._chunks
+
+    def aiter_bytes(self, chunk_size: Optional[int] = None) -> AsyncIterator[bytes]:
+        """``response.aiter_bytes()``, kept so the rest of the body can be drained later."""
+        self._chunks = self.response.aiter_bytes(chunk_size)
+        return self._chunks
+
+    def close(self) -> None:
+        """Called by upstream's generator: deferred during an event pull, else close at once."""
+        if not self._pulling:
+            close_now(self.response)
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        if not self._pulling:
+            await close_now_async(self.response)
+
+    def next_event(self, events: Iterator[T]) -> T:
+        """``next(events)``; releases the response when the events end, closes it on an error.
+
+        Raises:
+            StopIteration: when the events end (after the response was released).
+            BaseException: whatever the generator raised, after the response was closed at once.
+        """
+        self._pulling = True
+        try:
+            return next(events)
+        except StopIteration:
+            self._pulling = False
+            self._drain_rest()
+            raise
+        except BaseException:
+            self._pulling = False
+            close_now(self.response)
+            raise
+        finally:
+            self._pulling = False
+
+    async def anext_event(self, events: Any) -> Any:
+        """Async twin of :meth:`next_event` (``StopAsyncIteration`` at the end). On cancellation
+        the response is closed at once (shielded) and the cancellation re-raised."""
+        self._pulling = True
+        try:
+            return await events.__anext__()
+        except StopAsyncIteration:
+            self._pulling = False
+            await self._drain_rest_async()
+            raise
+        except BaseException:
+            self._pulling = False
+            await close_now_async(self.response)
+            raise
+        finally:
+            self._pulling = False
+
+    def _budget(self) -> _Budget:
+        return _Budget(DRAIN_MAX_BYTES, time.monotonic() + _deadline_s(self.response, None))
+
+    def _drain_rest(self) -> None:
+        if self.response.is_closed:  # end of body: httpx closed it and pooled the connection
+            return
+        if self._chunks is not None:
+            budget = self._budget()
+            try:
+                for chunk in self._chunks:
+                    budget.take(chunk)
+            except Exception:  # over bound, deadline or read error: discard the connection
+                pass
+            except BaseException:
+                close_now(self.response)
+                raise
+        close_now(self.response)
+
+    async def _drain_rest_async(self) -> None:
+        if self.response.is_closed:
+            return
+        if self._chunks is not None:
+            budget = self._budget()
+            try:
+                with anyio.fail_after(max(budget.deadline - time.monotonic(), 0.0)):
+                    async for chunk in self._chunks:
+                        budget.take(chunk)
+            except Exception:
+                pass
+            except BaseException:
+                await close_now_async(self.response)
+                raise
+        await close_now_async(self.response)
