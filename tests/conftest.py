@@ -145,3 +145,95 @@ __all__ = [
     "TARGETS", "PRISTINE", "MESSAGES", "ERROR_BODY", "SSE_OK", "HookError", "Hooks", "install_hooks",
     "expected_error", "TrackedBody", "cancel_while_hook_runs", "make_sdk", "retry_config",
 ]
+
+
+# ------------------------------------------------------------------ one call, then inspect
+
+
+class Outcome:
+    """What one SDK call on a fresh client left behind.
+
+    Attributes: ``error`` (the exception the caller got, or None), ``events`` (events read from a
+    stream before it ended), ``left_open`` (responses never closed, counted by the transport),
+    ``in_use`` (pooled connections still checked out), ``elapsed`` (seconds).
+    """
+
+    def __init__(self) -> None:
+        self.error: Optional[BaseException] = None
+        self.events = 0
+        self.left_open = -1
+        self.in_use = -1
+        self.elapsed = 0.0
+
+
+def call_once(server_url: str, target: str, *, sync: bool, stream: bool = True, retries: Any = None,
+              prepare: Any = None, timeout_ms: int = 2000, pool: int = 2, calls: int = 1,
+              disable_gc: bool = False) -> Outcome:
+    """Make ``calls`` chat calls (streamed and read to the end, or complete) through one fresh
+    client with a real pool of ``pool`` connections; ``prepare(sdk)`` may install hooks.
+    The last call's exception is kept; ``disable_gc`` turns the garbage collector off for the run
+    so that nothing is closed behind the test's back."""
+    import asyncio
+    import gc
+    import time
+
+    from mistralai_patched.loopback import CountingAsyncTransport, CountingTransport, pool_state
+    from mistralai_patched.selftest import pool_limits
+
+    outcome = Outcome()
+    timeout = httpx.Timeout(max(timeout_ms / 1000, 5.0), pool=0.5)
+    started = time.monotonic()
+
+    def sync_call(sdk: Any) -> None:
+        if stream:
+            with sdk.chat.stream(model="m", messages=MESSAGES) as events:
+                for _ in events:
+                    outcome.events += 1
+        else:
+            sdk.chat.complete(model="m", messages=MESSAGES)
+
+    async def async_call(sdk: Any) -> None:
+        if stream:
+            async with await sdk.chat.stream_async(model="m", messages=MESSAGES) as events:
+                async for _ in events:
+                    outcome.events += 1
+        else:
+            await sdk.chat.complete_async(model="m", messages=MESSAGES)
+
+    async def run_async() -> None:
+        transport = CountingAsyncTransport(limits=pool_limits(pool))
+        async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
+            sdk = make_sdk(target, server_url, async_client=client, retries=retries, timeout_ms=timeout_ms)
+            if prepare is not None:
+                prepare(sdk)
+            for _ in range(calls):
+                outcome.error, outcome.events = None, 0
+                try:
+                    await async_call(sdk)
+                except Exception as exc:  # noqa: BLE001 - the caller inspects it
+                    outcome.error = exc
+            outcome.left_open, outcome.in_use = transport.responses_left_open, pool_state(transport)[2]
+
+    if disable_gc:
+        gc.disable()
+    try:
+        if sync:
+            transport = CountingTransport(limits=pool_limits(pool))
+            with httpx.Client(transport=transport, timeout=timeout) as client:
+                sdk = make_sdk(target, server_url, client=client, retries=retries, timeout_ms=timeout_ms)
+                if prepare is not None:
+                    prepare(sdk)
+                for _ in range(calls):
+                    outcome.error, outcome.events = None, 0
+                    try:
+                        sync_call(sdk)
+                    except Exception as exc:  # noqa: BLE001 - the caller inspects it
+                        outcome.error = exc
+                outcome.left_open, outcome.in_use = transport.responses_left_open, pool_state(transport)[2]
+        else:
+            asyncio.run(run_async())
+    finally:
+        if disable_gc:
+            gc.enable()
+    outcome.elapsed = time.monotonic() - started
+    return outcome

@@ -16,26 +16,21 @@ open in azure/gcp, closed unread in the main client so each retry opens a new co
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import json
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Iterator, Tuple
 
 import httpx
 import pytest
 
-from conftest import MESSAGES, TARGETS, Hooks, HookError, install_hooks, make_sdk
-from mistralai_patched.loopback import (
-    CountingAsyncTransport, CountingTransport, LoopbackServer, Reply, pool_state,
-)
-from mistralai_patched.selftest import pool_limits, retry_config
+from conftest import TARGETS, HookError, Hooks, call_once, install_hooks
+from mistralai_patched.loopback import LoopbackServer, Reply
+from mistralai_patched.selftest import retry_config
 
 STATUSES = [400, 401, 404, 422, 429, 500, 502, 503, 504]
 RETRIED = {429, 500, 502, 503, 504}  # the retry status codes of every streaming/chat method
 HOOKS = ["default", "hook_error", "no_result", "hook_raises", "after_success_raises", "before_request_raises"]
 MESSAGE = "boom from the server"
 POOL = 2
-TIMEOUT = httpx.Timeout(5.0, pool=0.5)
 
 
 class BeforeRequestError(Exception):
@@ -115,61 +110,17 @@ def _prepare(sdk: Any, hook: str) -> None:
         install_hooks(sdk, Hooks(hook))
 
 
-def _call_sync(sdk: Any, stream: bool) -> None:
-    if stream:
-        with sdk.chat.stream(model="m", messages=MESSAGES) as events:
-            list(events)
-    else:
-        sdk.chat.complete(model="m", messages=MESSAGES)
-
-
-async def _call_async(sdk: Any, stream: bool) -> None:
-    if stream:
-        async with await sdk.chat.stream_async(model="m", messages=MESSAGES) as events:
-            async for _ in events:
-                pass
-    else:
-        await sdk.chat.complete_async(model="m", messages=MESSAGES)
-
-
 def _run_case(server: LoopbackServer, target: str, hook: str, status: int, retries: bool, stream: bool,
               sync: bool) -> None:
     server.reply = Reply(status, {"content-type": "application/json"}, [_body(status)])
     config = retry_config(target, max_elapsed_ms=60) if retries else None
     before = server.connections_accepted
-    caught: Optional[BaseException] = None
-    gc.disable()
-    try:
-        if sync:
-            transport: Any = CountingTransport(limits=pool_limits(POOL))
-            with httpx.Client(transport=transport, timeout=TIMEOUT) as client:
-                sdk = make_sdk(target, server.url, client=client, retries=config)
-                _prepare(sdk, hook)
-                try:
-                    _call_sync(sdk, stream)
-                except Exception as exc:  # noqa: BLE001 - checked below
-                    caught = exc
-                left_open, in_use = transport.responses_left_open, pool_state(transport)[2]
-        else:
-            async def run() -> Tuple[Optional[BaseException], int, int]:
-                transport = CountingAsyncTransport(limits=pool_limits(POOL))
-                async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
-                    sdk = make_sdk(target, server.url, async_client=client, retries=config)
-                    _prepare(sdk, hook)
-                    error: Optional[BaseException] = None
-                    try:
-                        await _call_async(sdk, stream)
-                    except Exception as exc:  # noqa: BLE001 - checked below
-                        error = exc
-                    return error, transport.responses_left_open, pool_state(transport)[2]
-
-            caught, left_open, in_use = asyncio.run(run())
-    finally:
-        gc.enable()
-    assert caught is not None, "an error status must raise"
-    _check_error(caught, target, hook, status)
-    assert left_open == 0, f"{left_open} response(s) left open"
-    assert in_use == 0, f"{in_use} pooled connection(s) still in use"
+    out = call_once(server.url, target, sync=sync, stream=stream, retries=config,
+                    prepare=lambda sdk: _prepare(sdk, hook), pool=POOL, disable_gc=True)
+    assert out.error is not None, "an error status must raise"
+    _check_error(out.error, target, hook, status)
+    assert out.left_open == 0, f"{out.left_open} response(s) left open"
+    assert out.in_use == 0, f"{out.in_use} pooled connection(s) still in use"
     opened = server.connections_accepted - before
     assert opened <= (0 if hook == "before_request_raises" else 1), f"{opened} TCP connections opened"
 

@@ -60,10 +60,12 @@ class Reply:
     content_length: Optional[int] = None
 
 
-def error_reply(status: int = 429, message: str = "rate limited", **kw: Any) -> Reply:
-    """A JSON error reply like the Mistral API's."""
+def error_reply(status: int = 429, message: str = "rate limited", headers: Optional[Dict[str, str]] = None,
+                **kw: Any) -> Reply:
+    """A JSON error reply like the Mistral API's; ``headers`` are added to its content type,
+    other keywords go to :class:`Reply`."""
     body = json.dumps({"object": "error", "message": message, "type": "loopback", "code": status})
-    return Reply(status, {"content-type": "application/json"}, [body.encode()], **kw)
+    return Reply(status, {"content-type": "application/json", **(headers or {})}, [body.encode()], **kw)
 
 
 def sse_reply(n_chunks: int = 3, **kw: Any) -> Reply:
@@ -100,6 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
         with owner._lock:
             owner.requests_served += 1
             owner.paths.append(self.path)
+            owner.request_times.append(time.monotonic())
         reply = owner.respond(self)
         try:
             self.send_response(reply.status)
@@ -159,7 +162,8 @@ class LoopbackServer:
 
     ``respond`` is called for every request with the handler and returns a :class:`Reply`; by
     default the server answers ``reply`` (settable). Counters: ``connections_accepted`` (TCP
-    connections), ``requests_served``. Use as a context manager; the port is chosen by the OS.
+    connections), ``requests_served``, and per request ``paths`` and ``request_times``
+    (``time.monotonic()`` seconds). Use as a context manager; the port is chosen by the OS.
     """
 
     def __init__(self, reply: Optional[Reply] = None,
@@ -170,6 +174,7 @@ class LoopbackServer:
         self.connections_accepted = 0
         self.requests_served = 0
         self.paths: List[str] = []
+        self.request_times: List[float] = []
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -188,6 +193,7 @@ class LoopbackServer:
             self.connections_accepted = 0
             self.requests_served = 0
             self.paths.clear()
+            self.request_times.clear()
 
     def __enter__(self) -> "LoopbackServer":
         self._thread.start()
