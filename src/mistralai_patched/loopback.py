@@ -84,6 +84,10 @@ def sse_reply(n_chunks: int = 3, **kw: Any) -> Reply:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY, as production HTTP servers set: with Nagle's algorithm on, a small write that
+    # follows an unacknowledged one (the last chunk of a body) waits for the client's delayed ACK
+    # (~40 ms on Linux), which would make every drained response look 40 ms slower.
+    disable_nagle_algorithm = True
     server: "_Server"
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -303,3 +307,79 @@ def pool_state(transport: Any) -> Tuple[int, int, int]:
     idle = sum(1 for c in conns if c.is_idle())
     in_use = sum(1 for c in conns if not c.is_idle() and not c.is_closed())
     return len(conns), idle, in_use
+
+
+# --------------------------------------------------------------------------- server in a process
+
+
+class LoopbackServerProcess:
+    """A :class:`LoopbackServer` in a child process, so that a benchmark's client does not share
+    the interpreter (and its GIL) with the server. Same ``url``, ``requests_served``,
+    ``connections_accepted`` and ``reset_counters()``; ``reply``/``respond`` are fixed at start.
+
+    Uses the ``fork`` start method (Linux, macOS), so ``respond`` may be a closure.
+
+    Raises:
+        RuntimeError: when the platform has no ``fork`` start method, or the child did not start
+            within 10 s.
+    """
+
+    def __init__(self, reply: Optional[Reply] = None,
+                 respond: Optional[Callable[[BaseHTTPRequestHandler], Reply]] = None) -> None:
+        import multiprocessing
+
+        try:
+            self._ctx = multiprocessing.get_context("fork")
+        except ValueError as exc:
+            raise RuntimeError("LoopbackServerProcess needs the 'fork' start method") from exc
+        self._reply, self._respond = reply, respond
+        self._conn, child = self._ctx.Pipe()
+        self._child = child
+        self._proc: Any = None
+        self.url = ""
+
+    @staticmethod
+    def _serve(conn: Any, reply: Optional[Reply], respond: Any) -> None:
+        with LoopbackServer(reply, respond) as server:
+            conn.send(server.url)
+            while True:
+                command = conn.recv()
+                if command == "stop":
+                    return
+                if command == "reset":
+                    server.reset_counters()
+                conn.send((server.requests_served, server.connections_accepted))
+
+    def _ask(self, command: str) -> Tuple[int, int]:
+        self._conn.send(command)
+        return self._conn.recv()
+
+    @property
+    def requests_served(self) -> int:
+        return self._ask("stats")[0]
+
+    @property
+    def connections_accepted(self) -> int:
+        return self._ask("stats")[1]
+
+    def reset_counters(self) -> None:
+        self._ask("reset")
+
+    def __enter__(self) -> "LoopbackServerProcess":
+        self._proc = self._ctx.Process(target=self._serve, args=(self._child, self._reply, self._respond),
+                                       name="loopback-server", daemon=True)
+        self._proc.start()
+        if not self._conn.poll(10):
+            self._proc.kill()
+            raise RuntimeError("the loopback server process did not start within 10 s")
+        self.url = self._conn.recv()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self._conn.send("stop")
+        except OSError:
+            pass
+        self._proc.join(timeout=5)
+        if self._proc.is_alive():
+            self._proc.kill()
