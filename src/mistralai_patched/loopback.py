@@ -82,6 +82,24 @@ def sse_reply(n_chunks: int = 3, **kw: Any) -> Reply:
     return Reply(200, {"content-type": "text/event-stream"}, events, chunked=True, **kw)
 
 
+def completion_reply(**kw: Any) -> Reply:
+    """A 200 ``application/json`` chat completion (the answer to a non-streaming call)."""
+    body = {
+        "id": "cmpl-loopback", "object": "chat.completion", "created": 0, "model": "loopback",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+    return Reply(200, {"content-type": "application/json"}, [json.dumps(body).encode()], **kw)
+
+
+def wants_stream(handler: BaseHTTPRequestHandler) -> bool:
+    """Whether the request being answered asked for a stream (``"stream": true`` in its body)."""
+    try:
+        return bool(json.loads(getattr(handler, "request_body", b"") or b"{}").get("stream"))
+    except (ValueError, AttributeError):
+        return False
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # TCP_NODELAY, as production HTTP servers set: with Nagle's algorithm on, a small write that
@@ -100,8 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         length = int(self.headers.get("content-length") or 0)
-        if length:
-            self.rfile.read(length)
+        self.request_body = self.rfile.read(length) if length else b""
         owner = self.server.owner
         with owner._lock:
             owner.requests_served += 1

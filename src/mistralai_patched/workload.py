@@ -22,8 +22,8 @@ from typing import Any, Callable, Dict, List, Optional
 import httpx
 
 from .loopback import (
-    CountingAsyncTransport, CountingTransport, LoopbackServer, LoopbackServerProcess, Reply, error_reply, pool_state,
-    sse_reply,
+    CountingAsyncTransport, CountingTransport, LoopbackServer, LoopbackServerProcess, Reply, completion_reply,
+    error_reply, pool_state, sse_reply, wants_stream,
 )
 from .selftest import MESSAGES, make_sdk, outcome, pool_limits, retry_config
 
@@ -66,7 +66,8 @@ class Measure:
 
 def mixed_replies(statuses: List[int], ok_every: int = 0) -> Callable[[Any], Reply]:
     """A ``respond`` function cycling through error ``statuses``; every ``ok_every``-th request
-    (when > 0) gets a successful SSE stream instead."""
+    (when > 0) gets a success instead: an SSE stream when the request asked for a stream, else a
+    chat completion."""
     counter = itertools.count(1)
     lock = threading.Lock()
     cycle = itertools.cycle(statuses)
@@ -76,7 +77,7 @@ def mixed_replies(statuses: List[int], ok_every: int = 0) -> Callable[[Any], Rep
             n = next(counter)
             status = next(cycle)
         if ok_every and n % ok_every == 0:
-            return sse_reply(3)
+            return sse_reply(3) if wants_stream(handler) else completion_reply()
         return error_reply(status, f"loopback {status}")
 
     return respond
