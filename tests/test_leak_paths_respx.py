@@ -16,7 +16,7 @@ import pytest
 import respx
 
 from conftest import (
-    cancel_while_hook_runs, ERROR_BODY, MESSAGES, SSE_OK, TARGETS, HookError, Hooks, TrackedBody, expected_error, install_hooks,
+    cancel_while_hook_runs, MESSAGES, SSE_OK, TARGETS, Hooks, TrackedBody, expected_error, install_hooks,
     make_sdk, retry_config,
 )
 

@@ -12,7 +12,6 @@ import importlib.metadata as md
 import os
 import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Dict

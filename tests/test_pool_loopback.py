@@ -7,8 +7,7 @@ counts responses never closed.
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any, List, Optional
+from typing import Any
 
 import httpx
 import pytest

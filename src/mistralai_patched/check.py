@@ -18,7 +18,6 @@ import hashlib
 import importlib.metadata as md
 import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -113,7 +112,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.json:
         print(json.dumps(dict(report, exit_code=code), indent=2))
         return code
-    print(f"mistralai-patched check")
+    print("mistralai-patched check")
     print(f"  distribution     {report['distribution']} {report['version'] or '(no build record)'}")
     print(f"  upstream base    mistralai {report['upstream_base']}")
     print(f"  httpx            {report['httpx']}")

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import inspect
 import json
-import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
