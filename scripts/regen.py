@@ -408,12 +408,45 @@ def splice(source: str, rendered: Rendered, relpath: str, revision: int) -> str:
     header_end = 0
     while header_end < len(lines) and (header_end == 0 or lines[header_end].startswith("#")):
         header_end += 1
-    notice = (
-        f"{MODIFIED_MARK} (fork revision {revision}): replaced "
-        f"{', '.join(sorted(rendered.units))}; see NOTICE.\n"
-    )
+    if rendered.units:
+        what = f"replaced {', '.join(sorted(rendered.units))}"
+    else:  # an import-only template rebinds names of the module (see _check_rebinds)
+        what = "added " + "; ".join(rendered.imports)
+    notice = f"{MODIFIED_MARK} (fork revision {revision}): {what}; see NOTICE.\n"
     lines[header_end:header_end] = [notice]
-    return "".join(lines)
+    out = "".join(lines)
+    _check_rebinds(out, rendered, relpath)
+    return out
+
+
+def _bound_names(node: ast.AST) -> List[str]:
+    """Names a top-level statement binds (imports, defs, classes, plain assignments)."""
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return [(a.asname or a.name).split(".")[0] for a in node.names]
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    if isinstance(node, ast.Assign):
+        return [t.id for t in node.targets if isinstance(t, ast.Name)]
+    return []
+
+
+def _check_rebinds(source: str, rendered: Rendered, relpath: str) -> None:
+    """A template import may rebind a name of upstream's module (``get_type_hints``, ``asdict``):
+    make sure no later top-level statement of the module binds it again, or the import would
+    have no effect."""
+    ours = {ast.dump(n) for imp in rendered.imports for n in ast.parse(imp).body}
+    names = {name for imp in rendered.imports for n in ast.parse(imp).body for name in _bound_names(n)}
+    last: Dict[str, bool] = {}
+    for node in ast.parse(source).body:
+        for name in _bound_names(node):
+            if name in names:
+                last[name] = ast.dump(node) in ours
+    stale = sorted(name for name in names if not last.get(name))
+    if stale:
+        raise RegenError(
+            f"Upstream's {relpath} binds {', '.join(stale)} after the import our template adds, so "
+            "the template would have no effect. Review the upstream change and update the template."
+        )
 
 
 # --------------------------------------------------------------------------- lock

@@ -1,0 +1,251 @@
+"""Inputs and evaluator for the differential test (tests/test_differential.py).
+
+``evaluate()`` parses every input with whatever ``mistralai`` this interpreter imports and returns
+JSON-able results (``model_dump(mode="json")`` of each value, or the exception's type and
+message). The test runs it here (the fork) and in a subprocess on pristine upstream 2.10.1 and
+requires equal results. Run as a script it prints the results as JSON.
+
+Inputs are shaped like the API's answers: chat completions with tool calls and usage, SSE streams
+of every streaming endpoint's event type (split into network chunks in several ways, with CRLF,
+CR and LF boundaries, a BOM, comments, ids, retry fields and multi-line data), error bodies,
+invalid data, and request bodies for marshalling (dicts, models, tuples where lists are due).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import random
+import sys
+from typing import Any, AsyncIterator, Dict, Iterator, List
+
+import httpx
+
+PACKAGES = {"mistral": "mistralai.client", "azure": "mistralai.azure.client", "gcp": "mistralai.gcp.client"}
+
+
+def _chunk(i: int, content: str = "", tool: bool = False, finish: Any = None, usage: bool = False) -> Dict[str, Any]:
+    delta: Dict[str, Any] = {"role": "assistant", "content": content}
+    if tool:
+        delta = {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "call_1", "type": "function", "index": 0,
+             "function": {"name": "get_weather", "arguments": '{"city": "Par' if i % 2 else 'is"}'}}]}
+    data: Dict[str, Any] = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": 1700000000 + i,
+                            "model": "mistral-small-latest",
+                            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    if usage:
+        data["usage"] = {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
+    return data
+
+
+COMPLETION = {
+    "id": "cmpl-1", "object": "chat.completion", "created": 1700000000, "model": "mistral-small-latest",
+    "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": "Let me check.",
+        "tool_calls": [{"id": "call_1", "type": "function",
+                        "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]}}],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
+}
+
+
+def _sse(events: List[str], boundary: str = "\n\n", bom: bool = False) -> bytes:
+    body = boundary.join(events) + boundary
+    return (b"\xef\xbb\xbf" if bom else b"") + body.encode()
+
+
+def _data(obj: Any) -> str:
+    return "data: " + json.dumps(obj)
+
+
+CHAT_STREAM = [_data(_chunk(0, "Hel")), ": keep-alive comment", _data(_chunk(1, "lo")),
+               _data(_chunk(2, tool=True)), _data(_chunk(3, tool=True)),
+               _data(_chunk(4, "", finish="stop", usage=True)), "data: [DONE]"]
+SSE_BODIES = {
+    "chat-lf": _sse(CHAT_STREAM),
+    "chat-crlf-bom": _sse(CHAT_STREAM, "\r\n\r\n", bom=True),
+    "chat-cr": _sse(CHAT_STREAM, "\r\r"),
+    "chat-mixed": (_data(_chunk(0, "a")) + "\r\n\n" + _data(_chunk(1, "b")) + "\n\r\n"
+                   + "id: 7\nretry: 1500\n" + _data(_chunk(2, "c")) + "\r\n\r\n\n\n"
+                   + "data: {\"id\": \"cmpl-1\", \"object\": \"chat.completion.chunk\",\ndata: \"model\": \"m\", "
+                     "\"created\": 1, \"choices\": []}\n\n" + "data: [DONE]\n\n").encode(),
+    "chat-no-done": _sse(CHAT_STREAM[:-1]),
+    "chat-trailing-partial": _sse(CHAT_STREAM[:3]) + b"data: {\"id\": \"x\"",
+    "chat-invalid-event": _sse([_data({"id": "x", "choices": "not a list"}), "data: [DONE]"]),
+    "chat-not-json": _sse(["data: this is not json", "data: [DONE]"]),
+}
+FRAMING_BODIES = {  # short events and odd boundaries, decoded raw
+    "short": b"data: 1\n\ndata: [2]\n\n:c\n\nevent: e\n\nid: 9\n\nretry: 5\n\ndata: \"x\"\n\n",
+    "short-crlf": b"data: 1\r\n\r\ndata: 2\r\rdata: 3\n\r\ndata: 4\r\r\ndata: 5\n\rdata: 6\r\n\n",
+    "runs-of-newlines": b"\n\n\n\ndata: 1\n\n\n\r\n\r\r\n\ndata: 2\r\n\r\n\r\n\r\ndata: 3",
+    "multiline": b"data: a\ndata: b\r\ndata: c\rdata:d\n\nid\nevent:x\ndata\n\n",
+    "id-with-nul": b"id: a\x00b\ndata: 1\n\nid: c\ndata: 2\n\n",
+    "done-midway": b"data: 1\n\ndata: [DONE]\n\ndata: 3\n\n",
+}
+CONVERSATION_STREAM = _sse([
+    "event: conversation.response.started\n" + _data({"type": "conversation.response.started",
+                                                      "conversation_id": "conv_1"}),
+    "event: message.output.delta\n" + _data({"type": "message.output.delta", "id": "msg_1", "content": "Hi",
+                                             "role": "assistant", "output_index": 0, "content_index": 0}),
+    "event: conversation.response.done\n" + _data({"type": "conversation.response.done", "usage": {
+        "prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}),
+    "event: something.new\n" + _data({"type": "something.new", "x": 1}),
+])
+TRANSCRIPTION_STREAM = _sse([
+    "event: transcription.language\n" + _data({"type": "transcription.language", "audio_language": "en"}),
+    "event: transcription.text.delta\n" + _data({"type": "transcription.text.delta", "text": "hello"}),
+    "event: transcription.done\n" + _data({"type": "transcription.done", "model": "voxtral", "text": "hello",
+                                           "usage": {"prompt_audio_seconds": 1}, "segments": []}),
+])
+SPEECH_STREAM = _sse([
+    "event: speech.audio.delta\n" + _data({"type": "speech.audio.delta", "audio_data": "UklGRg=="}),
+    "event: speech.audio.done\n" + _data({"type": "speech.audio.done", "usage": {"prompt_tokens": 1}}),
+])
+LOGS_STREAM = _sse(["event: log\n" + _data({"timestamp": "2026-01-01T00:00:00Z", "message": "started"}),
+                    "event: heartbeat", "id: 3\nevent: log\n" + _data({"message": "x"})])
+
+
+def _splits(body: bytes) -> Dict[str, List[bytes]]:
+    rng = random.Random(len(body))
+    cuts = sorted(rng.sample(range(1, len(body)), min(12, len(body) - 1)))
+    pieces = [body[a:b] for a, b in zip([0] + cuts, cuts + [len(body)])]
+    return {"whole": [body], "bytewise": [body[i:i + 1] for i in range(len(body))],
+            "by7": [body[i:i + 7] for i in range(0, len(body), 7)], "random": pieces}
+
+
+class _Chunks(httpx.SyncByteStream, httpx.AsyncByteStream):
+    def __init__(self, chunks: List[bytes]) -> None:
+        self.chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+
+
+def _dump(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    return value
+
+
+def _outcome(fn: Any) -> Dict[str, Any]:
+    try:
+        return {"value": _dump(fn())}
+    except Exception as exc:  # noqa: BLE001 - compared across implementations
+        return {"error": type(exc).__name__, "message": str(exc)}
+
+
+def _sse_cases(target: str, model: Any, body: bytes, sentinel: Any, data_required: bool) -> Dict[str, Any]:
+    pkg = PACKAGES[target]
+    eventstreaming = importlib.import_module(pkg + ".utils.eventstreaming")
+    unmarshal_json_response = importlib.import_module(pkg + ".utils.unmarshal_json_response").unmarshal_json_response
+    if model is None:  # the raw event JSON the decoder gets: shows every framing difference
+        def unmarshal_json_response(typ: Any, response: Any, raw: str) -> Any:  # noqa: F811
+            return raw
+        typ = None
+    else:
+        typ = getattr(importlib.import_module(pkg + ".models"), model)
+    out = {}
+    for split, chunks in _splits(body).items():
+        response = httpx.Response(200, stream=_Chunks(chunks), headers={"content-type": "text/event-stream"},
+                                  request=httpx.Request("POST", "http://loopback/"))
+        stream = eventstreaming.EventStream(
+            response, lambda raw, r=response: unmarshal_json_response(typ, r, raw), sentinel=sentinel,
+            data_required=data_required)
+        events: List[Any] = []
+
+        def read(s: Any = stream, acc: List[Any] = events) -> List[Any]:
+            for event in s:
+                acc.append(event)
+            return acc
+
+        result = _outcome(read)
+        result["events_before_error"] = _dump(events) if "error" in result else None
+        out[split] = result
+
+        response = httpx.Response(200, stream=_Chunks(chunks), headers={"content-type": "text/event-stream"},
+                                  request=httpx.Request("POST", "http://loopback/"))
+        astream = eventstreaming.EventStreamAsync(
+            response, lambda raw, r=response: unmarshal_json_response(typ, r, raw), sentinel=sentinel,
+            data_required=data_required)
+        aevents: List[Any] = []
+
+        async def aread(s: Any = astream, acc: List[Any] = aevents) -> List[Any]:
+            async for event in s:
+                acc.append(event)
+            return acc
+
+        result = _outcome(lambda: asyncio.run(aread()))
+        result["events_before_error"] = _dump(aevents) if "error" in result else None
+        out[split + "-async"] = result
+    return out
+
+
+def evaluate() -> Dict[str, Any]:
+    results: Dict[str, Any] = {}
+    for target in PACKAGES:
+        pkg = PACKAGES[target]
+        utils = importlib.import_module(pkg + ".utils")
+        models = importlib.import_module(pkg + ".models")
+        errors = importlib.import_module(pkg + ".errors")
+        raw = json.dumps(COMPLETION)
+        results[f"{target}/unmarshal/completion"] = _outcome(lambda: utils.unmarshal_json(raw, models.ChatCompletionResponse))
+        results[f"{target}/unmarshal/completion-twice"] = _outcome(
+            lambda: [utils.unmarshal_json(raw, models.ChatCompletionResponse) for _ in range(2)])
+        results[f"{target}/unmarshal/invalid"] = _outcome(
+            lambda: utils.unmarshal_json('{"id": 1, "choices": 3}', models.ChatCompletionResponse))
+        results[f"{target}/unmarshal/not-json"] = _outcome(lambda: utils.unmarshal_json("{oops", models.ChatCompletionResponse))
+        results[f"{target}/unmarshal/list"] = _outcome(
+            lambda: utils.unmarshal([{"role": "user", "content": "hi"}], List[models.UserMessage]))
+        results[f"{target}/unmarshal/validation-error"] = _outcome(lambda: utils.unmarshal_json(
+            '{"detail": [{"loc": ["body", "model"], "msg": "field required", "type": "missing"}]}',
+            errors.HTTPValidationErrorData))
+        for name, body in SSE_BODIES.items():
+            results[f"{target}/sse/{name}"] = _sse_cases(target, "CompletionEvent", body, "[DONE]", True)
+        for name, body in dict(SSE_BODIES, **FRAMING_BODIES).items():
+            for required in (True, False):
+                results[f"{target}/sse-raw/{name}/{required}"] = _sse_cases(target, None, body, "[DONE]", required)
+        request = models.ChatCompletionStreamRequest(
+            model="mistral-small-latest", messages=[{"role": "user", "content": "hi"}], temperature=0.2,
+            tools=[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}])
+        results[f"{target}/marshal/request"] = _outcome(
+            lambda: utils.marshal_json(request, models.ChatCompletionStreamRequest))
+        results[f"{target}/marshal/none"] = _outcome(lambda: utils.marshal_json(None, models.ChatCompletionStreamRequest))
+        results[f"{target}/marshal/invalid"] = _outcome(lambda: utils.marshal_json({"model": 3}, models.ChatCompletionStreamRequest))
+        messages_typ = models.ChatCompletionStreamRequest.model_fields["messages"].annotation
+        for label, messages in {
+            "dicts": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}],
+            "tuple": ({"role": "user", "content": "hi"},),
+            "nested-tuple": [{"role": "user", "content": ({"type": "text", "text": "hi"},)}],
+            "models": [models.UserMessage(content="hi")],
+            "invalid": [{"role": "nobody", "content": 1}],
+        }.items():
+            results[f"{target}/get_pydantic_model/{label}"] = _outcome(
+                lambda m=messages: utils.get_pydantic_model(m, messages_typ))
+        results[f"{target}/query_params/request"] = _outcome(lambda: utils.get_query_params(request, None))
+    mistral_models = importlib.import_module("mistralai.client.models")
+    for name, model, body, required in [
+        ("fim", "CompletionEvent", SSE_BODIES["chat-crlf-bom"], True),
+        ("conversations", "ConversationEvents", CONVERSATION_STREAM, True),
+        ("transcriptions", "TranscriptionStreamEvents", TRANSCRIPTION_STREAM, True),
+        ("speech", "SpeechStreamEvents", SPEECH_STREAM, True),
+        ("deployment-logs", "StreamDeploymentLogsResponseBody", LOGS_STREAM, False),
+        ("workflow-logs", "StreamWorkflowExecutionLogsResponseBody", LOGS_STREAM, False),
+    ]:
+        if hasattr(mistral_models, model):
+            sentinel = "[DONE]" if model == "CompletionEvent" else None
+            results[f"mistral/sse-endpoint/{name}"] = _sse_cases("mistral", model, body, sentinel, required)
+    utils = importlib.import_module("mistralai.client.utils")
+    list_request = mistral_models.ListModelsV1ModelsGetRequest() if hasattr(mistral_models, "ListModelsV1ModelsGetRequest") else None
+    if list_request is not None:
+        results["mistral/query_params/list-models"] = _outcome(lambda: utils.get_query_params(list_request, None))
+    return results
+
+
+if __name__ == "__main__":
+    json.dump(evaluate(), sys.stdout, sort_keys=True)
