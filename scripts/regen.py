@@ -56,6 +56,9 @@ class FileSpec:
     path: str  # relative to the target's package directory, e.g. "utils/retries.py"
     template: str  # file name under .speakeasy/templates
     features: Dict[str, bool] = field(default_factory=dict)
+    # Methods the template adds to a class of upstream's module ("Class.method"). Upstream has no
+    # such unit, so the lock fingerprints the whole class instead.
+    adds: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,13 @@ def load_config(path: Path = GEN_YAML) -> Config:
                     f"gen.yaml names template {template!r} for {package}/{rel}, but "
                     f".speakeasy/templates/{template} does not exist. Fix the name or add the template."
                 )
-            files.append(FileSpec(rel, template, dict(features)))
+            adds = fspec.get("adds", []) or []
+            if not isinstance(adds, list) or not all(isinstance(a, str) and a.count(".") == 1 for a in adds):
+                raise RegenError(
+                    f"gen.yaml is malformed: `targets.{package}.files.{rel}.adds` must list methods "
+                    "as \"Class.method\" strings. Fix it and run the regeneration again."
+                )
+            files.append(FileSpec(rel, template, dict(features), tuple(adds)))
         targets.append(Target(package, tuple(files)))
     revision = _need(dist, "fork_revision", int, "distribution")
     if revision < 1:
@@ -324,6 +333,21 @@ def _units(source: str, filename: str) -> Dict[str, ast.AST]:
     return found
 
 
+def _classes(source: str, filename: str) -> Dict[str, ast.ClassDef]:
+    """Top-level classes of a module, by name."""
+    return {n.name: n for n in ast.parse(source, filename=filename).body if isinstance(n, ast.ClassDef)}
+
+
+def locked_text(source: str, filename: str, unit: str, added: bool) -> Optional[str]:
+    """The upstream text a unit's fingerprint covers: the unit itself, or for a method our
+    template adds, the whole class it is added to. None when upstream has neither."""
+    if added:
+        node: Optional[ast.AST] = _classes(source, filename).get(unit.split(".")[0])
+    else:
+        node = _units(source, filename).get(unit)
+    return unit_source(source, node) if node is not None else None
+
+
 def _span(node: ast.AST) -> Tuple[int, int]:
     """0-based [start, end) line span of a unit, decorators included."""
     first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
@@ -384,12 +408,18 @@ class _Features(dict):
 MODIFIED_MARK = "# Modified by mistralai-patched"
 
 
-def splice(source: str, rendered: Rendered, relpath: str, revision: int) -> str:
-    """Replace each rendered unit in ``source``, add the template's imports and the notice."""
+def splice(source: str, rendered: Rendered, relpath: str, revision: int, adds: Tuple[str, ...] = ()) -> str:
+    """Replace each rendered unit in ``source`` (or, for the methods in ``adds``, append it to
+    its class), add the template's imports and the notice."""
     nodes = _units(source, relpath)
+    classes = _classes(source, relpath)
     lines = source.splitlines(keepends=True)
     edits = []
     for name, text in rendered.units.items():
+        if name in adds and name not in nodes and name.split(".")[0] in classes:
+            end = classes[name.split(".")[0]].end_lineno  # type: ignore[attr-defined]
+            edits.append((end, end, ["\n"] + text.splitlines(keepends=True)))
+            continue
         if name not in nodes:
             raise RegenError(
                 f"The template for {relpath} replaces {name}, which upstream no longer defines. "
@@ -408,8 +438,12 @@ def splice(source: str, rendered: Rendered, relpath: str, revision: int) -> str:
     header_end = 0
     while header_end < len(lines) and (header_end == 0 or lines[header_end].startswith("#")):
         header_end += 1
+    replaced = sorted(u for u in rendered.units if u not in adds or u in nodes)
+    added_units = sorted(u for u in rendered.units if u in adds and u not in nodes)
     if rendered.units:
-        what = f"replaced {', '.join(sorted(rendered.units))}"
+        what = "; ".join(part for part in (
+            f"replaced {', '.join(replaced)}" if replaced else "",
+            f"added {', '.join(added_units)}" if added_units else "") if part)
     else:  # an import-only template rebinds names of the module (see _check_rebinds)
         what = "added " + "; ".join(rendered.imports)
     notice = f"{MODIFIED_MARK} (fork revision {revision}): {what}; see NOTICE.\n"
@@ -507,7 +541,8 @@ def _lay_out(sdist_root: Path, config: Config, tree: Path) -> None:
         shutil.copytree(src, tree / dest_rel, dirs_exist_ok=True)
 
 
-def _diff_against_locked(config: Config, lock: Dict[str, Any], package: str, relpath: str, unit: str, new_text: str) -> str:
+def _diff_against_locked(config: Config, lock: Dict[str, Any], package: str, relpath: str, unit: str, new_text: str,
+                         added: bool = False) -> str:
     old_version = lock.get("upstream", {}).get("version")
     old_sha = lock.get("upstream", {}).get("sdist_sha256")
     if not old_version:
@@ -520,8 +555,7 @@ def _diff_against_locked(config: Config, lock: Dict[str, Any], package: str, rel
             _lay_out(root, config, layout)
             path = layout / package.replace(".", "/") / relpath
             source = path.read_text(encoding="utf-8")
-            node = _units(source, str(path)).get(unit)
-            old_text = unit_source(source, node) if node else ""
+            old_text = locked_text(source, str(path), unit, added) or ""
     except RegenError as exc:
         return f"(could not fetch upstream {old_version} to show the diff: {exc})"
     return "".join(difflib.unified_diff(
@@ -554,26 +588,33 @@ def build_tree(tree: Path, config: Config, sdist_root: Path, pristine: bool, acc
             rendered = render_template(spec, target)
             prints = {}
             for unit in rendered.units:
-                if unit not in nodes:
+                added = unit in spec.adds and unit not in nodes
+                if unit in spec.adds and unit in nodes:
                     raise RegenError(
-                        f"Upstream {config.upstream_version} no longer defines {unit} in "
-                        f"{target.package}/{spec.path}, which {spec.template} replaces. Review the "
-                        "upstream change, update the template, then run `scripts/regenerate "
-                        "--accept-upstream`."
+                        f"Upstream {config.upstream_version} now defines {unit} in {target.package}/"
+                        f"{spec.path}, which {spec.template} adds. Review upstream's version, then "
+                        "make the template replace it (drop it from `adds` in gen.yaml)."
                     )
-                text = unit_source(source, nodes[unit])
+                text = locked_text(source, str(path), unit, added)
+                if text is None:
+                    raise RegenError(
+                        f"Upstream {config.upstream_version} no longer defines "
+                        f"{unit.split('.')[0] if added else unit} in {target.package}/{spec.path}, which "
+                        f"{spec.template} {'adds to' if added else 'replaces'}. Review the upstream change, "
+                        "update the template, then run `scripts/regenerate --accept-upstream`."
+                    )
                 prints[unit] = fingerprint(text)
                 locked = lock.get("targets", {}).get(target.package, {}).get(spec.path, {}).get("units", {}).get(unit)
                 if not accept and locked != prints[unit]:
                     problems.append(
                         f"--- {target.package}/{spec.path}: {unit}\n"
                         f"locked {locked}\nupstream {prints[unit]}\n"
-                        + _diff_against_locked(config, lock, target.package, spec.path, unit, text)
+                        + _diff_against_locked(config, lock, target.package, spec.path, unit, text, added)
                     )
             fingerprints.setdefault(target.package, {})[spec.path] = prints
             if pristine:
                 continue
-            new = splice(source, rendered, f"{target.package}/{spec.path}", config.fork_revision)
+            new = splice(source, rendered, f"{target.package}/{spec.path}", config.fork_revision, spec.adds)
             path.write_text(new, encoding="utf-8")
             rendered_hashes[f"{target.rel_dir}/{spec.path}"] = hashlib.sha256(new.encode("utf-8")).hexdigest()
     if problems and not pristine:

@@ -100,3 +100,48 @@ def test_pristine_tree_has_no_fork_code(tmp_path: Path) -> None:
     text = (result.out / "client" / "basesdk.py").read_text()
     assert "mistralai_patched" not in text and result.rendered_hashes == {}
     shutil.rmtree(result.out)
+
+
+# ------------------------------------------------------------- splicing units and rebinding imports
+
+UPSTREAM_MODULE = '''"""header"""
+from typing import Any, get_type_hints
+
+
+class Unset:
+    def __bool__(self) -> bool:
+        return False
+
+
+def helper() -> int:
+    return 1
+'''
+
+
+def test_splice_replaces_and_adds_units() -> None:
+    rendered = regen.Rendered({"helper": "def helper() -> int:\n    return 2\n",
+                               "Unset.__deepcopy__": "    def __deepcopy__(self, memo: Any = None):\n        return self\n"},
+                              ["import os"])
+    out = regen.splice(UPSTREAM_MODULE, rendered, "pkg/mod.py", 7, ("Unset.__deepcopy__",))
+    namespace: dict = {}
+    exec(compile(out, "mod.py", "exec"), namespace)  # noqa: S102 - our own test module
+    assert namespace["helper"]() == 2
+    sentinel = namespace["Unset"]()
+    import copy
+
+    assert copy.deepcopy(sentinel) is sentinel and not sentinel
+    assert "(fork revision 7): replaced helper; added Unset.__deepcopy__; see NOTICE." in out
+
+
+def test_splice_refuses_an_import_that_upstream_rebinds_later() -> None:
+    source = UPSTREAM_MODULE + "\nfrom typing import get_type_hints\n"
+    rendered = regen.Rendered({}, ["from mistralai_patched.fastpath import cached_type_hints as get_type_hints"])
+    assert "cached_type_hints as get_type_hints" in regen.splice(UPSTREAM_MODULE, rendered, "pkg/mod.py", 1)
+    with pytest.raises(regen.RegenError, match="binds get_type_hints after the import"):
+        regen.splice(source + "get_type_hints = None\n", rendered, "pkg/mod.py", 1)
+
+
+def test_locked_text_of_an_added_method_is_its_class() -> None:
+    text = regen.locked_text(UPSTREAM_MODULE, "mod.py", "Unset.__deepcopy__", added=True)
+    assert text is not None and text.startswith("class Unset:") and "__bool__" in text
+    assert regen.locked_text(UPSTREAM_MODULE, "mod.py", "Missing.__deepcopy__", added=True) is None
