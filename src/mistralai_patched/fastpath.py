@@ -41,24 +41,29 @@ class _BoundedCache:
         self.misses = 0
         self.uncacheable = 0
 
-    def get_or_build(self, key: Any, build: Callable[[], Any]) -> Any:
+    def get_or_build(self, key: Any, build: Callable[[], Any]) -> Tuple[Any, bool]:
+        """``(value, cached)``: ``cached`` is False when ``key`` cannot be hashed."""
         try:
-            hash(key)
+            value = self._data[key]
         except TypeError:
             self.uncacheable += 1
-            return build()
-        with self._lock:
-            if key in self._data:
+            return build(), False
+        except KeyError:
+            pass
+        else:
+            try:
                 self._data.move_to_end(key)
-                self.hits += 1
-                return self._data[key]
+            except KeyError:  # evicted by another thread meanwhile: still a valid value
+                pass
+            self.hits += 1
+            return value, True
         value = build()
         with self._lock:
             self.misses += 1
             self._data[key] = value
             while len(self._data) > MAX_ENTRIES:
                 self._data.popitem(last=False)
-        return value
+        return value, True
 
     def info(self) -> Dict[str, int]:
         return {"entries": len(self._data), "hits": self.hits, "misses": self.misses,
@@ -71,6 +76,7 @@ class _BoundedCache:
 
 
 _MODELS = _BoundedCache()
+_MODELS_BY_ID: Dict[Tuple[str, int], Tuple[Any, type]] = {}
 _HINTS = _BoundedCache()
 
 
@@ -87,7 +93,18 @@ def cached_model(name: str, typ: Any, build: Callable[[], type]) -> type:
     Returns:
         The model class. Callers must treat it as immutable (upstream's code does).
     """
-    return _MODELS.get_or_build((name, typ), build)
+    hit = _MODELS_BY_ID.get((name, id(typ)))
+    if hit is not None and hit[0] is typ:
+        return hit[1]
+    model, cached = _MODELS.get_or_build((name, typ), build)
+    if cached:
+        # Hashing a typing construct walks all its arguments on every call; the same type object
+        # is usually passed again, so remember it by identity too (holding it, so that its id
+        # cannot be reused while the entry exists).
+        if len(_MODELS_BY_ID) >= MAX_ENTRIES:
+            _MODELS_BY_ID.clear()
+        _MODELS_BY_ID[(name, id(typ))] = (typ, model)
+    return model
 
 
 def cached_type_hints(obj: Any, globalns: Optional[Dict[str, Any]] = None,
@@ -105,7 +122,7 @@ def cached_type_hints(obj: Any, globalns: Optional[Dict[str, Any]] = None,
     if globalns is not None or localns is not None or not isinstance(obj, type):
         return typing.get_type_hints(obj, globalns, localns, include_extras)
     key: Tuple[Any, bool] = (obj, include_extras)
-    return dict(_HINTS.get_or_build(key, lambda: typing.get_type_hints(obj, include_extras=include_extras)))
+    return dict(_HINTS.get_or_build(key, lambda: typing.get_type_hints(obj, include_extras=include_extras))[0])
 
 
 def shallow_asdict(obj: Any) -> Dict[str, Any]:
@@ -162,4 +179,5 @@ def cache_info() -> Dict[str, Dict[str, int]]:
 def clear() -> None:
     """Empty both caches (tests, or after redefining classes at runtime)."""
     _MODELS.clear()
+    _MODELS_BY_ID.clear()
     _HINTS.clear()
