@@ -22,8 +22,7 @@ from typing import Any, AsyncIterator, Dict, Iterator, List
 
 import httpx
 
-PACKAGES = {"mistral": "mistralai.client", "azure": "mistralai.azure.client", "gcp": "mistralai.gcp.client"}
-
+from mistralai_patched.selftest import TARGETS, target_module
 
 def _chunk(i: int, content: str = "", tool: bool = False, finish: Any = None, usage: bool = False) -> Dict[str, Any]:
     delta: Dict[str, Any] = {"role": "assistant", "content": content}
@@ -141,14 +140,15 @@ def _outcome(fn: Any) -> Dict[str, Any]:
 
 
 def _sse_cases(target: str, model: Any, body: bytes, sentinel: Any, data_required: bool) -> Dict[str, Any]:
-    pkg = PACKAGES[target]
+    pkg = target_module(target)
     eventstreaming = importlib.import_module(pkg + ".utils.eventstreaming")
-    unmarshal_json_response = importlib.import_module(pkg + ".utils.unmarshal_json_response").unmarshal_json_response
     if model is None:  # the raw event JSON the decoder gets: shows every framing difference
-        def unmarshal_json_response(typ: Any, response: Any, raw: str) -> Any:  # noqa: F811
+        def unmarshal_json_response(typ: Any, response: Any, raw: str) -> Any:
             return raw
         typ = None
     else:
+        unmarshal_json_response = importlib.import_module(
+            pkg + ".utils.unmarshal_json_response").unmarshal_json_response
         typ = getattr(importlib.import_module(pkg + ".models"), model)
     out = {}
     for split, chunks in _splits(body).items():
@@ -188,8 +188,8 @@ def _sse_cases(target: str, model: Any, body: bytes, sentinel: Any, data_require
 
 def evaluate() -> Dict[str, Any]:
     results: Dict[str, Any] = {}
-    for target in PACKAGES:
-        pkg = PACKAGES[target]
+    for target in TARGETS:
+        pkg = target_module(target)
         utils = importlib.import_module(pkg + ".utils")
         models = importlib.import_module(pkg + ".models")
         errors = importlib.import_module(pkg + ".errors")

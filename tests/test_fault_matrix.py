@@ -24,7 +24,7 @@ import pytest
 
 from conftest import TARGETS, HookError, Hooks, call_once, install_hooks
 from mistralai_patched.loopback import LoopbackServer, Reply
-from mistralai_patched.selftest import retry_config
+from mistralai_patched.selftest import retry_config, target_module
 
 STATUSES = [400, 401, 404, 422, 429, 500, 502, 503, 504]
 RETRIED = {429, 500, 502, 503, 504}  # the retry status codes of every streaming/chat method
@@ -52,8 +52,7 @@ def _errors(target: str) -> Tuple[type, type]:
     """(HTTPValidationError, SDKError) of the target's own ``errors`` module."""
     import importlib
 
-    module = importlib.import_module({"mistral": "mistralai.client", "azure": "mistralai.azure.client",
-                                      "gcp": "mistralai.gcp.client"}[target] + ".errors")
+    module = importlib.import_module(target_module(target) + ".errors")
     return module.HTTPValidationError, module.SDKError
 
 

@@ -19,7 +19,7 @@ import pytest
 from conftest import TARGETS, call_once
 from mistralai_patched import release
 from mistralai_patched.loopback import LoopbackServer, Reply, error_reply, sse_reply
-from mistralai_patched.selftest import retry_config
+from mistralai_patched.selftest import retry_config, target_module
 
 MODES = [pytest.param(True, id="sync"), pytest.param(False, id="async")]
 
@@ -33,8 +33,7 @@ def server() -> Iterator[LoopbackServer]:
 def _sdk_error(target: str) -> type:
     import importlib
 
-    module = {"mistral": "mistralai.client", "azure": "mistralai.azure.client", "gcp": "mistralai.gcp.client"}[target]
-    return importlib.import_module(module + ".errors").SDKError
+    return importlib.import_module(target_module(target) + ".errors").SDKError
 
 
 def _error_json(status: int, message: str) -> bytes:

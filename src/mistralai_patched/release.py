@@ -1,8 +1,9 @@
 """Release of ``httpx.Response`` objects the SDK will not hand to its caller.
 
 This is the helper the rendered templates (``basesdk.py``, ``utils/retries.py``,
-``utils/eventstreaming.py``) call in every SDK target. "Release" means: read the rest of the body up to a bound so that the connection goes
-back to the connection pool for keep-alive reuse, then close. When the body is larger than the
+``utils/eventstreaming.py``) call in every SDK target. "Release" means: read the rest of the body
+up to a bound so that the connection goes back to the connection pool for keep-alive reuse, then
+close. When the body is larger than the
 bound, when reading fails or exceeds the drain deadline, or when the task is being cancelled (or a
 ``KeyboardInterrupt`` arrives), the response is closed at once and httpx discards the connection.
 

@@ -27,7 +27,7 @@ from .loopback import (
 )
 from .selftest import MESSAGES, make_sdk, outcome, pool_limits, retry_config
 
-__all__ = ["Measure", "run", "mixed_replies", "open_fds", "rss_bytes"]
+__all__ = ["Measure", "run", "percentile", "mixed_replies", "open_fds", "rss_bytes"]
 
 
 @dataclass
@@ -51,10 +51,7 @@ class Measure:
 
     def percentile_ms(self, q: float) -> float:
         """The ``q`` quantile (0..1) of call latency, in ms (nearest rank)."""
-        if not self.latencies_ms:
-            return 0.0
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+        return percentile(self.latencies_ms, q)
 
     def summary(self) -> Dict[str, Any]:
         data = asdict(self)
@@ -62,6 +59,14 @@ class Measure:
         data.update(calls_per_s=round(self.calls_per_s, 1), p50_ms=round(self.percentile_ms(0.5), 2),
                     p99_ms=round(self.percentile_ms(0.99), 2))
         return data
+
+
+def percentile(values: List[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values`` by nearest rank; 0.0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
 def mixed_replies(statuses: List[int], ok_every: int = 0) -> Callable[[Any], Reply]:
