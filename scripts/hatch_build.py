@@ -2,6 +2,10 @@
 dependencies, extras and Requires-Python from gen.yaml and upstream's metadata (PKG-INFO of the
 pinned sdist) instead of retyping them. Building a wheel from our sdist needs no network: the
 sdist carries the rendered tree and its build record, which are fresh for its inputs.
+
+The same hooks build the drop-in variant (scripts/build-drop-in): a copy of the project whose
+pyproject.toml names the distribution like upstream's; the version then comes from gen.yaml's
+drop-in scheme, and the build record names that distribution.
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ def _regen(root: str) -> Any:
     return regen
 
 
-def _ensure(root: str) -> Dict[str, Any]:
+def _ensure(root: str, distribution: str) -> Dict[str, Any]:
     regen = _regen(root)
     try:
-        return regen.ensure_fresh()
+        return regen.ensure_fresh(distribution)
     except regen.RegenError as exc:
         raise SystemExit(f"mistralai-patched: regeneration failed:\n{exc}") from None
 
@@ -38,7 +42,7 @@ class ForkMetadataHook(MetadataHookInterface):
     """Fill the dynamic metadata from the regeneration's build record."""
 
     def update(self, metadata: Dict[str, Any]) -> None:
-        info = _ensure(self.root)
+        info = _ensure(self.root, metadata["name"])
         meta = info["metadata"]
         metadata["version"] = info["version"]
         metadata["requires-python"] = meta["requires_python"]
@@ -50,4 +54,4 @@ class ForkBuildHook(BuildHookInterface):
     """Make sure the rendered tree is present and current before any target is built."""
 
     def initialize(self, version: str, build_data: Dict[str, Any]) -> None:
-        _ensure(self.root)
+        _ensure(self.root, self.metadata.name)

@@ -82,11 +82,49 @@ class Config:
     import_package: str
     fork_revision: int
     targets: Tuple[Target, ...]
+    drop_in_name: str = "mistralai"
 
     @property
     def version(self) -> str:
         """PEP 440 version of our distribution: upstream base + ``.post<fork revision>``."""
         return f"{self.upstream_version}.post{self.fork_revision}"
+
+    @property
+    def drop_in_version(self) -> str:
+        """PEP 440 version of the drop-in variant (distribution named like upstream's).
+
+        A local version label on upstream's own version, ``<upstream>+patched.<fork revision>``:
+        it sorts after the upstream release (so ``mistralai>=2.8,<3`` picks it over upstream's
+        2.10.1), it still matches ``mistralai==<upstream>`` pins (PEP 440 ignores the local label
+        when the specifier has none), its public part is what ``mistralai.client.__version__``
+        and the User-Agent report, and it can never collide with a release upstream publishes
+        (package indexes refuse local labels, which is why this variant is for a private index
+        or a ``--find-links`` directory).
+        """
+        return f"{self.upstream_version}+patched.{self.fork_revision}"
+
+    def variant(self, distribution: str) -> Tuple[str, str]:
+        """``(variant, version)`` for a distribution name we build: ``"patched"`` for
+        ``mistralai-patched``, ``"drop-in"`` for the distribution named like upstream's.
+
+        Raises:
+            RegenError: the name is neither (pyproject.toml and gen.yaml disagree).
+        """
+        key = _normalize(distribution)
+        if key == _normalize(self.dist_name):
+            return "patched", self.version
+        if key == _normalize(self.drop_in_name):
+            return "drop-in", self.drop_in_version
+        raise RegenError(
+            f"pyproject.toml names the distribution {distribution!r}, but gen.yaml builds "
+            f"{self.dist_name!r} (and its drop-in variant {self.drop_in_name!r}). Fix the name in "
+            "pyproject.toml, or build the drop-in variant with scripts/build-drop-in."
+        )
+
+
+def _normalize(name: str) -> str:
+    """PEP 503 normalized distribution name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _yaml():
@@ -178,6 +216,7 @@ def load_config(path: Path = GEN_YAML) -> Config:
         import_package=_need(dist, "import_package", str, "distribution"),
         fork_revision=revision,
         targets=tuple(targets),
+        drop_in_name=_need(dist, "drop_in_name", str, "distribution"),
     )
 
 
@@ -678,12 +717,20 @@ def regenerate(out: Path = DEFAULT_OUT, pristine: bool = False, accept: bool = F
     return result
 
 
-def write_build_info(result: Result) -> None:
-    """Record provenance for `mistralai_patched check` and the build hook (git-ignored)."""
+def write_build_info(result: Result, distribution: Optional[str] = None) -> None:
+    """Record provenance for `mistralai_patched check` and the build hook (git-ignored).
+
+    Args:
+        distribution: The distribution being built (``mistralai-patched`` by default, or the
+            drop-in variant's name); sets the recorded name, variant and version.
+    """
     cfg = result.config
+    name = distribution or cfg.dist_name
+    variant, version = cfg.variant(name)
     info = {
-        "distribution": cfg.dist_name,
-        "version": cfg.version,
+        "distribution": name,
+        "variant": variant,
+        "version": version,
         "upstream": {"name": cfg.upstream_name, "version": cfg.upstream_version, "sdist_sha256": cfg.sdist_sha256},
         "fork_revision": cfg.fork_revision,
         "inputs_hash": inputs_hash(),
@@ -691,9 +738,13 @@ def write_build_info(result: Result) -> None:
         "targets": [t.package for t in cfg.targets],
         "metadata": result.metadata,
     }
-    tmp = BUILD_INFO.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, BUILD_INFO)
+    _write_json(BUILD_INFO, info)
+
+
+def _write_json(path: Path, data: Dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def is_fresh() -> bool:
@@ -705,11 +756,25 @@ def is_fresh() -> bool:
     return DEFAULT_OUT.is_dir() and info.get("inputs_hash") == inputs_hash()
 
 
-def ensure_fresh() -> Dict[str, Any]:
-    """Regenerate if needed and return the build info (used by the build hook)."""
+def ensure_fresh(distribution: Optional[str] = None) -> Dict[str, Any]:
+    """Regenerate if needed and return the build info (used by the build hook).
+
+    Args:
+        distribution: The distribution being built (pyproject's ``project.name``). When it is
+            the drop-in variant, the build info is rewritten to name it; the rendered tree is
+            the same for both variants, so nothing is re-rendered for that.
+
+    Raises:
+        RegenError: the regeneration failed, or the name is not one gen.yaml builds.
+    """
     if not is_fresh():
         regenerate()
-    return json.loads(BUILD_INFO.read_text(encoding="utf-8"))
+    info = json.loads(BUILD_INFO.read_text(encoding="utf-8"))
+    if distribution is not None and info.get("distribution") != distribution:
+        variant, version = load_config().variant(distribution)
+        info.update(distribution=distribution, variant=variant, version=version)
+        _write_json(BUILD_INFO, info)
+    return info
 
 
 def main(argv: Optional[List[str]] = None) -> int:

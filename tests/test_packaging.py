@@ -1,20 +1,24 @@
 """Packaging: name, version, imports, namespace neighbours, rendered files, wheel parity.
 
 Wheel parity runs against the wheel named by ``MISTRALAI_PATCHED_WHEEL`` (.ci/run sets it to the
-wheel it built) and otherwise against the rendered tree that would be packaged.
+wheel it built) and otherwise against the rendered tree that would be packaged; the same checks run
+on the drop-in variant's wheel when ``MISTRALAI_DROP_IN_WHEEL`` names it.
 """
 
 from __future__ import annotations
 
 import base64
+import email.message
+import email.parser
 import hashlib
 import importlib.metadata as md
+import json
 import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import Dict
+from typing import Any, Dict, Optional
 
 import pytest
 from packaging.version import Version
@@ -121,12 +125,27 @@ def _upstream_wheel_hashes() -> Dict[str, str]:
     return {path: _record_sha(h.split("=", 1)[1]) for path, h, *_ in rows if h and ".dist-info/" not in path}
 
 
-def _our_hashes() -> Dict[str, str]:
-    wheel = os.environ.get("MISTRALAI_PATCHED_WHEEL")
+def _wheel_hashes(wheel: str) -> Dict[str, str]:
+    with zipfile.ZipFile(wheel) as zf:
+        return {n: hashlib.sha256(zf.read(n)).hexdigest() for n in zf.namelist()
+                if not n.endswith("/") and ".dist-info/" not in n}
+
+
+def _wheel_metadata(wheel: str) -> email.message.Message:
+    with zipfile.ZipFile(wheel) as zf:
+        name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        return email.parser.BytesParser().parsebytes(zf.read(name))
+
+
+def _wheel_build_info(wheel: str) -> Dict[str, Any]:
+    with zipfile.ZipFile(wheel) as zf:
+        return json.loads(zf.read("mistralai_patched/_build_info.json"))
+
+
+def _our_hashes(wheel: Optional[str] = None) -> Dict[str, str]:
+    wheel = wheel or os.environ.get("MISTRALAI_PATCHED_WHEEL")
     if wheel:
-        with zipfile.ZipFile(wheel) as zf:
-            return {n: hashlib.sha256(zf.read(n)).hexdigest() for n in zf.namelist()
-                    if not n.endswith("/") and ".dist-info/" not in n}
+        return _wheel_hashes(wheel)
     out = {}
     for base in (TREE, TREE.parent / "mistralai_patched"):
         for path in base.rglob("*"):
@@ -135,9 +154,14 @@ def _our_hashes() -> Dict[str, str]:
     return out
 
 
-def test_wheel_parity_with_upstream() -> None:
+DROP_IN_WHEEL = os.environ.get("MISTRALAI_DROP_IN_WHEEL")
+needs_drop_in = pytest.mark.skipif(not DROP_IN_WHEEL, reason="MISTRALAI_DROP_IN_WHEEL not set (scripts/build-drop-in)")
+
+
+@pytest.mark.parametrize("variant", ["patched", pytest.param("drop-in", marks=needs_drop_in)])
+def test_wheel_parity_with_upstream(variant: str) -> None:
     upstream = _upstream_wheel_hashes()
-    ours = _our_hashes()
+    ours = _our_hashes(DROP_IN_WHEEL if variant == "drop-in" else None)
     rendered = set(build_info()["rendered"])
     missing = sorted(set(upstream) - set(ours))
     changed = sorted(p for p in upstream if p in ours and ours[p] != upstream[p] and p not in rendered)
@@ -146,3 +170,37 @@ def test_wheel_parity_with_upstream() -> None:
     assert not changed, f"upstream files changed that we do not render: {changed[:10]}"
     assert not added, f"files added that are not listed: {added[:10]}"
     assert rendered <= set(upstream) and all(ours[p] != upstream[p] for p in rendered)
+
+
+def test_drop_in_version_sorts_after_upstream_and_meets_its_pins() -> None:
+    """Other packages' ``mistralai`` requirements pick the drop-in over upstream's release."""
+    from packaging.specifiers import SpecifierSet
+
+    config = regen.load_config()
+    drop_in, base = Version(config.drop_in_version), Version(config.upstream_version)
+    assert drop_in > base and drop_in.public == str(base) and drop_in.local
+    nxt = f"{base.major}.{base.minor}.{base.micro + 1}"
+    # mistralai-evaluations, mistralai-agents, openinference[instruments], exact pins
+    for spec in [">=2.7.1,<3.0.0", ">=2.8.0,<3", ">=2.0.0", f"=={base}", f"<{nxt}", f"~={base.major}.{base.minor}"]:
+        assert SpecifierSet(spec).contains(drop_in, prereleases=False), spec
+    assert max([base, drop_in]) == drop_in
+
+
+@needs_drop_in
+def test_drop_in_wheel_is_the_same_tree_under_upstreams_name() -> None:
+    """Same files, byte for byte, as mistralai-patched's; only the name, version and record differ."""
+    assert DROP_IN_WHEEL is not None
+    config = regen.load_config()
+    drop_in = _wheel_hashes(DROP_IN_WHEEL)
+    ours = _our_hashes()
+    info_path = "mistralai_patched/_build_info.json"
+    assert {p: h for p, h in drop_in.items() if p != info_path} == {p: h for p, h in ours.items() if p != info_path}
+    meta = _wheel_metadata(DROP_IN_WHEEL)
+    assert meta["Name"] == config.drop_in_name and meta["Version"] == config.drop_in_version
+    info = _wheel_build_info(DROP_IN_WHEEL)
+    assert (info["distribution"], info["variant"], info["version"]) == (
+        config.drop_in_name, "drop-in", config.drop_in_version)
+    assert info["rendered"] == build_info()["rendered"]
+    patched_wheel = os.environ.get("MISTRALAI_PATCHED_WHEEL")
+    if patched_wheel:
+        assert sorted(meta.get_all("Requires-Dist")) == sorted(_wheel_metadata(patched_wheel).get_all("Requires-Dist"))

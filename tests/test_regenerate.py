@@ -145,3 +145,30 @@ def test_locked_text_of_an_added_method_is_its_class() -> None:
     text = regen.locked_text(UPSTREAM_MODULE, "mod.py", "Unset.__deepcopy__", added=True)
     assert text is not None and text.startswith("class Unset:") and "__bool__" in text
     assert regen.locked_text(UPSTREAM_MODULE, "mod.py", "Missing.__deepcopy__", added=True) is None
+
+
+def test_variant_of_each_distribution_name() -> None:
+    config = regen.load_config()
+    assert config.variant("mistralai-patched") == ("patched", config.version)
+    assert config.variant("Mistralai_Patched") == ("patched", config.version)
+    assert config.variant(config.drop_in_name) == ("drop-in", config.drop_in_version)
+    with pytest.raises(regen.RegenError, match="scripts/build-drop-in"):
+        config.variant("mistralai-other")
+
+
+def test_drop_in_build_renames_only_the_project() -> None:
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader("build_drop_in", str(ROOT / "scripts" / "build-drop-in"))
+    spec = importlib.util.spec_from_loader("build_drop_in", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    text = (ROOT / "pyproject.toml").read_text()
+    renamed = module.drop_in_pyproject(text, "mistralai", "mistralai-patched")
+    assert renamed.replace('name = "mistralai"\n', 'name = "mistralai-patched"\n', 1) == text
+    assert 'mistralai-patched = "mistralai_patched.__main__:main"' in renamed  # the command keeps its name
+    with pytest.raises(regen.RegenError, match="exactly one line"):
+        module.drop_in_pyproject(text.replace('name = "mistralai-patched"', 'name = "x"'), "mistralai",
+                                 "mistralai-patched")
