@@ -37,17 +37,23 @@ ADDED_PREFIXES = ("mistralai_patched/", "mistralai_patched-")
 
 
 def test_distribution_name_and_version() -> None:
+    """mistralai-patched is <upstream>.post<revision>; the drop-in is <upstream>+patched.<revision>."""
     info = build_info()
-    assert info["distribution"] == "mistralai-patched"
+    config = regen.load_config()
     version = Version(info["version"])
     base = Version(info["upstream"]["version"])
-    assert version > base and version.base_version == base.base_version and version.post is not None
+    assert version > base and version.base_version == base.base_version
     assert version < Version(f"{base.major}.{base.minor}.{base.micro + 1}")
-    assert md.version("mistralai-patched") == info["version"]
+    if info["distribution"] == "mistralai-patched":
+        assert info.get("variant") == "patched" and version.post == config.fork_revision and not version.local
+    else:
+        assert (info["distribution"], info.get("variant")) == (config.drop_in_name, "drop-in")
+        assert version.local == f"patched.{config.fork_revision}" and version.public == str(base)
+    assert md.version(info["distribution"]) == info["version"]
 
 
 def test_dependencies_come_from_upstream_metadata() -> None:
-    requires = md.requires("mistralai-patched") or []
+    requires = md.requires(build_info()["distribution"]) or []
     names = {r.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].strip().lower() for r in requires}
     assert {"httpx", "pydantic", "opentelemetry-api", "google-auth"} <= names
     assert any("extra == \"gcp\"" in r or "extra == 'gcp'" in r for r in requires)
