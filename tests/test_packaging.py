@@ -210,3 +210,20 @@ def test_drop_in_wheel_is_the_same_tree_under_upstreams_name() -> None:
     patched_wheel = os.environ.get("MISTRALAI_PATCHED_WHEEL")
     if patched_wheel:
         assert sorted(meta.get_all("Requires-Dist")) == sorted(_wheel_metadata(patched_wheel).get_all("Requires-Dist"))
+
+
+def test_version_reporting_is_consistent() -> None:
+    """What the README's version table says each variant reports."""
+    import mistralai.client
+    import mistralai_patched
+    from mistralai.client.sdkconfiguration import SDKConfiguration
+
+    info = build_info()
+    base = info["upstream"]["version"]
+    assert mistralai_patched.__version__ == md.version(info["distribution"]) == info["version"]
+    # The API surface is upstream's: __version__ and the User-Agent keep upstream's base version.
+    assert mistralai.client.__version__ == base == Version(info["version"]).base_version
+    assert SDKConfiguration.user_agent.startswith(f"speakeasy-sdk/python {base} ")
+    if info["variant"] == "patched":
+        with pytest.raises(md.PackageNotFoundError):
+            md.version("mistralai")  # instrumentations keyed on `mistralai` need the drop-in (README)
