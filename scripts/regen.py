@@ -733,6 +733,7 @@ def write_build_info(result: Result, distribution: Optional[str] = None) -> None
         "version": version,
         "upstream": {"name": cfg.upstream_name, "version": cfg.upstream_version, "sdist_sha256": cfg.sdist_sha256},
         "fork_revision": cfg.fork_revision,
+        "drop_in": {"name": cfg.drop_in_name, "version": cfg.drop_in_version},
         "inputs_hash": inputs_hash(),
         "rendered": result.rendered_hashes,
         "targets": [t.package for t in cfg.targets],

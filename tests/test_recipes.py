@@ -179,6 +179,12 @@ def test_recipe_a_pip_with_the_drop_in_wheel(tmp_path: Path) -> None:
         "print('versions ok')\n"
     )
     assert "versions ok" in venv.imports(code).stdout
+    # Both variants at once: the same bytes, so the fix is active, but fragile (exit 3).
+    venv.pip("--no-deps", PATCHED_WHEEL or "")
+    report = venv.check()
+    assert report["exit_code"] == 3 and report["patch_active"], json.dumps(report)[-2000:]
+    assert sorted(report["conflicting"]) == sorted([f"mistralai {drop_in}", f"mistralai-patched {_patched_version()}"])
+    assert "both variants" in report["remedy"]["problem"]
 
 
 def test_recipe_b_uv_with_an_override(tmp_path: Path) -> None:

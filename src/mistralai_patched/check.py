@@ -161,9 +161,7 @@ def _remedy(info: Dict[str, Any], distributions: List[Dict[str, Any]], patch_act
     """The recipe and commands that fix what the report found, or None when nothing is wrong."""
     upstream = [d for d in distributions if not d["ours"] and d["shared_with_ours"]]
     ours = [d for d in distributions if d["ours"]]
-    base = info.get("upstream", {}).get("version", "<upstream>")
-    revision = info.get("fork_revision", "<revision>")
-    drop_in = f"mistralai=={base}+patched.{revision}"
+    drop_in = "{name}=={version}".format(**info.get("drop_in", {"name": "mistralai", "version": "<version>"}))
     if upstream:
         return {
             "problem": f"{', '.join(d['name'] + ' ' + d['version'] for d in upstream)} and "
