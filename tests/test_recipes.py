@@ -1,7 +1,8 @@
 """The README's install recipes, each in a fresh venv, with real dependents from the package index.
 
 Recipe A: pip with the drop-in wheel (distribution ``mistralai``) on ``--find-links``.
-Recipe B: uv, a project depending on mistralai-patched, with an override that drops ``mistralai``.
+Recipe B: uv, a project depending on mistralai-patched, with an override that drops ``mistralai``;
+or uv with the drop-in wheel on ``find-links`` and a constraint.
 Recipe C: plain pip with both distributions installed: what breaks, what ``check`` and the import
 warning say, and that following ``check``'s fix ends in recipe A's state.
 
@@ -215,6 +216,33 @@ def test_recipe_b_uv_with_an_override(tmp_path: Path) -> None:
     # The price of this recipe: requirement checkers see no `mistralai` distribution (README).
     assert sorted(unmet_requirements(venv)) == [f"{d} requires mistralai, which is not installed." for d in (
         "mistralai-agents 1.1.0rc11", "mistralai-evaluations 0.8.4")]
+    venv.selftest()
+    assert "neighbours ok" in venv.imports(NEIGHBOURS).stdout
+
+
+def test_recipe_b_uv_with_the_drop_in_wheel(tmp_path: Path) -> None:
+    tools = Venv(tmp_path / "tools", sys.executable)
+    tools.pip(UV)
+    uv = str(tmp_path / "tools" / "bin" / "uv")
+    project = tmp_path / "app"
+    (project / "wheels").mkdir(parents=True)
+    shutil.copy(DROP_IN_WHEEL or "", project / "wheels")
+    (project / "pyproject.toml").write_text(
+        "[project]\n"
+        'name = "app"\nversion = "0"\nrequires-python = ">=3.12"\n'
+        f'dependencies = ["mistralai[gcp]", "{EVALUATIONS}", "{INSTRUMENTATION}"]\n\n'
+        "[tool.uv]\n"
+        "package = false\n"
+        'find-links = ["./wheels"]\n'
+        f'constraint-dependencies = ["mistralai=={_drop_in_version()}"]\n'
+    )
+    env = {"UV_PYTHON_DOWNLOADS": "never", "UV_LINK_MODE": "copy", "UV_CACHE_DIR": str(tmp_path / "uv-cache")}
+    run([uv, "sync", "--python", _python()], env=env, cwd=project)
+    venv = Venv(project / ".venv")
+    run([uv, "pip", "install", "--python", venv.python, "--no-deps", "--prerelease", "allow", AGENTS, "pip"],
+        env=env, cwd=project)
+    assert_ours_alone(venv, {"mistralai": _drop_in_version()})
+    assert "mistralai-patched" not in venv.dists()
     venv.selftest()
     assert "neighbours ok" in venv.imports(NEIGHBOURS).stdout
 
