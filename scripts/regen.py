@@ -82,7 +82,7 @@ class Config:
     import_package: str
     fork_revision: int
     targets: Tuple[Target, ...]
-    drop_in_name: str = "mistralai"
+    drop_in_name: str
 
     @property
     def version(self) -> str:
@@ -717,20 +717,16 @@ def regenerate(out: Path = DEFAULT_OUT, pristine: bool = False, accept: bool = F
     return result
 
 
-def write_build_info(result: Result, distribution: Optional[str] = None) -> None:
+def write_build_info(result: Result) -> None:
     """Record provenance for `mistralai_patched check` and the build hook (git-ignored).
 
-    Args:
-        distribution: The distribution being built (``mistralai-patched`` by default, or the
-            drop-in variant's name); sets the recorded name, variant and version.
+    It names mistralai-patched; :func:`ensure_fresh` renames it for a drop-in build.
     """
     cfg = result.config
-    name = distribution or cfg.dist_name
-    variant, version = cfg.variant(name)
     info = {
-        "distribution": name,
-        "variant": variant,
-        "version": version,
+        "distribution": cfg.dist_name,
+        "variant": "patched",
+        "version": cfg.version,
         "upstream": {"name": cfg.upstream_name, "version": cfg.upstream_version, "sdist_sha256": cfg.sdist_sha256},
         "fork_revision": cfg.fork_revision,
         "drop_in": {"name": cfg.drop_in_name, "version": cfg.drop_in_version},
