@@ -188,30 +188,37 @@ def test_recipe_a_pip_with_the_drop_in_wheel(tmp_path: Path) -> None:
     assert "both variants" in report["remedy"]["problem"]
 
 
-def test_recipe_b_uv_with_an_override(tmp_path: Path) -> None:
+def uv_project(tmp_path: Path, dependencies: List[str], uv_table: str) -> Venv:
+    """A uv project (pyproject.toml with ``dependencies`` and ``[tool.uv]`` lines), synced into a
+    fresh ``.venv`` by uv, plus the namespace neighbour (a pre-release, without its dependencies)
+    and pip for ``pip check``. The project directory holds the drop-in wheel under ``wheels/``."""
     tools = Venv(tmp_path / "tools", sys.executable)
     tools.pip(UV)
     uv = str(tmp_path / "tools" / "bin" / "uv")
     project = tmp_path / "app"
-    project.mkdir()
+    (project / "wheels").mkdir(parents=True)
+    shutil.copy(DROP_IN_WHEEL or "", project / "wheels")
     (project / "pyproject.toml").write_text(
-        "[project]\n"
-        'name = "app"\nversion = "0"\nrequires-python = ">=3.12"\n'
-        f'dependencies = ["mistralai-patched[gcp]", "{EVALUATIONS}"]\n\n'
-        "[tool.uv]\n"
-        "package = false\n"
-        "# mistralai-patched installs mistralai/; no dependency may bring upstream's copy over it\n"
-        "override-dependencies = [\"mistralai; sys_platform == 'never'\"]\n\n"
-        "[tool.uv.sources]\n"
-        f'mistralai-patched = {{ path = "{PATCHED_WHEEL}" }}\n'
+        '[project]\nname = "app"\nversion = "0"\nrequires-python = ">=3.12"\n'
+        f"dependencies = {json.dumps(dependencies)}\n\n[tool.uv]\npackage = false\n{uv_table}"
     )
     env = {"UV_PYTHON_DOWNLOADS": "never", "UV_LINK_MODE": "copy", "UV_CACHE_DIR": str(tmp_path / "uv-cache")}
     run([uv, "sync", "--python", _python()], env=env, cwd=project)
     venv = Venv(project / ".venv")
-    assert "mistralai" not in venv.dists()
-    # The namespace neighbour, a pre-release, without its dependencies; pip for `pip check`.
+    assert "mistralai-agents" not in venv.dists()
     run([uv, "pip", "install", "--python", venv.python, "--no-deps", "--prerelease", "allow", AGENTS, "pip"],
         env=env, cwd=project)
+    return venv
+
+
+def test_recipe_b_uv_with_an_override(tmp_path: Path) -> None:
+    venv = uv_project(tmp_path, ["mistralai-patched[gcp]", EVALUATIONS], (
+        "# mistralai-patched installs mistralai/; no dependency may bring upstream's copy over it\n"
+        "override-dependencies = [\"mistralai; sys_platform == 'never'\"]\n\n"
+        "[tool.uv.sources]\n"
+        f'mistralai-patched = {{ path = "{PATCHED_WHEEL}" }}\n'
+    ))
+    assert "mistralai" not in venv.dists()
     assert_ours_alone(venv, {"mistralai-patched": _patched_version()}, pip_check=False)
     # The price of this recipe: requirement checkers see no `mistralai` distribution (README).
     assert sorted(unmet_requirements(venv)) == [f"{d} requires mistralai, which is not installed." for d in (
@@ -221,26 +228,10 @@ def test_recipe_b_uv_with_an_override(tmp_path: Path) -> None:
 
 
 def test_recipe_b_uv_with_the_drop_in_wheel(tmp_path: Path) -> None:
-    tools = Venv(tmp_path / "tools", sys.executable)
-    tools.pip(UV)
-    uv = str(tmp_path / "tools" / "bin" / "uv")
-    project = tmp_path / "app"
-    (project / "wheels").mkdir(parents=True)
-    shutil.copy(DROP_IN_WHEEL or "", project / "wheels")
-    (project / "pyproject.toml").write_text(
-        "[project]\n"
-        'name = "app"\nversion = "0"\nrequires-python = ">=3.12"\n'
-        f'dependencies = ["mistralai[gcp]", "{EVALUATIONS}", "{INSTRUMENTATION}"]\n\n'
-        "[tool.uv]\n"
-        "package = false\n"
+    venv = uv_project(tmp_path, ["mistralai[gcp]", EVALUATIONS, INSTRUMENTATION], (
         'find-links = ["./wheels"]\n'
         f'constraint-dependencies = ["mistralai=={_drop_in_version()}"]\n'
-    )
-    env = {"UV_PYTHON_DOWNLOADS": "never", "UV_LINK_MODE": "copy", "UV_CACHE_DIR": str(tmp_path / "uv-cache")}
-    run([uv, "sync", "--python", _python()], env=env, cwd=project)
-    venv = Venv(project / ".venv")
-    run([uv, "pip", "install", "--python", venv.python, "--no-deps", "--prerelease", "allow", AGENTS, "pip"],
-        env=env, cwd=project)
+    ))
     assert_ours_alone(venv, {"mistralai": _drop_in_version()})
     assert "mistralai-patched" not in venv.dists()
     venv.selftest()
