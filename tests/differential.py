@@ -150,13 +150,17 @@ def _sse_cases(target: str, model: Any, body: bytes, sentinel: Any, data_require
         unmarshal_json_response = importlib.import_module(
             pkg + ".utils.unmarshal_json_response").unmarshal_json_response
         typ = getattr(importlib.import_module(pkg + ".models"), model)
-    out = {}
-    for split, chunks in _splits(body).items():
+
+    def event_stream(cls: Any, chunks: List[bytes]) -> Any:
+        """An upstream-shaped ``cls`` (EventStream or EventStreamAsync) over an SSE response."""
         response = httpx.Response(200, stream=_Chunks(chunks), headers={"content-type": "text/event-stream"},
                                   request=httpx.Request("POST", "http://loopback/"))
-        stream = eventstreaming.EventStream(
-            response, lambda raw, r=response: unmarshal_json_response(typ, r, raw), sentinel=sentinel,
-            data_required=data_required)
+        return cls(response, lambda raw, r=response: unmarshal_json_response(typ, r, raw), sentinel=sentinel,
+                   data_required=data_required)
+
+    out = {}
+    for split, chunks in _splits(body).items():
+        stream = event_stream(eventstreaming.EventStream, chunks)
         events: List[Any] = []
 
         def read(s: Any = stream, acc: List[Any] = events) -> List[Any]:
@@ -168,11 +172,7 @@ def _sse_cases(target: str, model: Any, body: bytes, sentinel: Any, data_require
         result["events_before_error"] = _dump(events) if "error" in result else None
         out[split] = result
 
-        response = httpx.Response(200, stream=_Chunks(chunks), headers={"content-type": "text/event-stream"},
-                                  request=httpx.Request("POST", "http://loopback/"))
-        astream = eventstreaming.EventStreamAsync(
-            response, lambda raw, r=response: unmarshal_json_response(typ, r, raw), sentinel=sentinel,
-            data_required=data_required)
+        astream = event_stream(eventstreaming.EventStreamAsync, chunks)
         aevents: List[Any] = []
 
         async def aread(s: Any = astream, acc: List[Any] = aevents) -> List[Any]:
