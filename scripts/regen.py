@@ -83,6 +83,9 @@ class Config:
     fork_revision: int
     targets: Tuple[Target, ...]
     drop_in_name: str
+    # Upstream units our own code assumes without replacing them (gen.yaml `relies_on`), by file
+    # path relative to the import package: fingerprinted in the lock like replaced units.
+    relies_on: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()
 
     @property
     def version(self) -> str:
@@ -205,6 +208,18 @@ def load_config(path: Path = GEN_YAML) -> Config:
                 )
             files.append(FileSpec(rel, template, dict(features), tuple(adds)))
         targets.append(Target(package, tuple(files)))
+    relies_raw = raw.get("relies_on", {}) or {}
+    if not isinstance(relies_raw, dict) or not all(
+        isinstance(rel, str) and rel.endswith(".py") and isinstance(units, list) and units
+        and all(isinstance(u, str) and u for u in units)
+        for rel, units in relies_raw.items()
+    ):
+        raise RegenError(
+            "gen.yaml is malformed: `relies_on` must map module paths (relative to the import "
+            "package, ending in .py) to non-empty lists of unit names (\"function\" or "
+            "\"Class.method\"). Fix it and run the regeneration again."
+        )
+    relies_on = tuple((rel, tuple(units)) for rel, units in relies_raw.items())
     revision = _need(dist, "fork_revision", int, "distribution")
     if revision < 1:
         raise RegenError("gen.yaml is malformed: `distribution.fork_revision` must be >= 1.")
@@ -217,6 +232,7 @@ def load_config(path: Path = GEN_YAML) -> Config:
         fork_revision=revision,
         targets=tuple(targets),
         drop_in_name=_need(dist, "drop_in_name", str, "distribution"),
+        relies_on=relies_on,
     )
 
 
@@ -541,8 +557,9 @@ def read_lock() -> Dict[str, Any]:
 
 
 def write_lock(data: Dict[str, Any]) -> None:
-    text = "# Pristine fingerprints of the upstream units our templates replace, and the hashes\n" \
-           "# of what we rendered. Written by `scripts/regenerate --accept-upstream`; do not edit.\n"
+    text = "# Pristine fingerprints of the upstream units our templates replace (and of those our\n" \
+           "# code relies on), and the hashes of what we rendered. Written by\n" \
+           "# `scripts/regenerate --accept-upstream`; do not edit.\n"
     text += _yaml().safe_dump(data, sort_keys=True, default_flow_style=False)
     tmp = LOCK.with_suffix(".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -559,6 +576,7 @@ class Result:
     rendered_hashes: Dict[str, str]  # wheel path -> sha256 hex
     fingerprints: Dict[str, Dict[str, Dict[str, str]]]
     metadata: Dict[str, Any]
+    relied: Dict[str, Dict[str, str]] = field(default_factory=dict)  # relies_on path -> unit -> fingerprint
 
 
 def inputs_hash() -> str:
@@ -656,14 +674,52 @@ def build_tree(tree: Path, config: Config, sdist_root: Path, pristine: bool, acc
             new = splice(source, rendered, f"{target.package}/{spec.path}", config.fork_revision, spec.adds)
             path.write_text(new, encoding="utf-8")
             rendered_hashes[f"{target.rel_dir}/{spec.path}"] = hashlib.sha256(new.encode("utf-8")).hexdigest()
+    relied = _relied_fingerprints(tree, config, lock, accept, problems)
     if problems and not pristine:
         raise RegenError(
-            "Upstream changed code that our templates replace, so regenerating would silently drop "
-            "that change. Review each diff below, carry what matters into the template under "
-            ".speakeasy/templates/, then accept with `python scripts/regenerate --accept-upstream`. "
+            "Upstream changed code that our templates replace or that our code relies on, so "
+            "regenerating would silently drop that change or break an assumption. Review each diff "
+            "below: carry what matters into the template under .speakeasy/templates/, or for a "
+            "`relies_on` unit check what src/mistralai_patched/hookpath.py assumes of it; then "
+            "accept with `python scripts/regenerate --accept-upstream`. "
             "Nothing was written.\n\n" + "\n".join(problems)
         )
-    return Result(config, tree, rendered_hashes, fingerprints, upstream_metadata(sdist_root))
+    return Result(config, tree, rendered_hashes, fingerprints, upstream_metadata(sdist_root), relied)
+
+
+def _relied_fingerprints(tree: Path, config: Config, lock: Dict[str, Any], accept: bool,
+                         problems: List[str]) -> Dict[str, Dict[str, str]]:
+    """Fingerprint the `relies_on` units of gen.yaml; a difference from the lock is appended to
+    ``problems`` (unless accepting). Raises RegenError when a file or unit is gone."""
+    relied: Dict[str, Dict[str, str]] = {}
+    for rel, units in config.relies_on:
+        path = tree / config.import_package / rel
+        if not path.is_file():
+            raise RegenError(
+                f"Upstream {config.upstream_version} has no {config.import_package}/{rel}, which "
+                "gen.yaml's `relies_on` lists (code of ours assumes its units). Review "
+                "src/mistralai_patched/hookpath.py against upstream, then fix `relies_on`."
+            )
+        source = path.read_text(encoding="utf-8")
+        prints: Dict[str, str] = {}
+        for unit in units:
+            text = locked_text(source, str(path), unit, False)
+            if text is None:
+                raise RegenError(
+                    f"Upstream {config.upstream_version} no longer defines {unit} in "
+                    f"{config.import_package}/{rel}, which gen.yaml's `relies_on` lists. Review "
+                    "src/mistralai_patched/hookpath.py against upstream, then fix `relies_on`."
+                )
+            prints[unit] = fingerprint(text)
+            locked = lock.get("relies_on", {}).get(rel, {}).get(unit)
+            if not accept and locked != prints[unit]:
+                problems.append(
+                    f"--- {config.import_package}/{rel}: {unit} (relied on)\n"
+                    f"locked {locked}\nupstream {prints[unit]}\n"
+                    + _diff_against_locked(config, lock, config.import_package, rel, unit, text)
+                )
+        relied[rel] = prints
+    return relied
 
 
 def _swap_in(staged: Path, out: Path) -> None:
@@ -709,6 +765,7 @@ def regenerate(out: Path = DEFAULT_OUT, pristine: bool = False, accept: bool = F
                 "targets": {pkg: {path: {"units": units, "rendered": "sha256:" + result.rendered_hashes[
                     f"{pkg.replace('.', '/')}/{path}"]} for path, units in files.items()}
                             for pkg, files in result.fingerprints.items()},
+                "relies_on": result.relied,
             })
         _swap_in(staged / config.import_package, out)
     result.out = out

@@ -87,6 +87,38 @@ def test_upstream_change_to_a_replaced_unit(tmp_path: Path, out: Path, monkeypat
     assert lock.read_text() == text.replace(unit_print, "sha256:" + "1" * 64)
 
 
+def test_upstream_change_to_a_relied_on_unit(tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit the hook fast path assumes (gen.yaml `relies_on`) is locked like a replaced one."""
+    lock = tmp_path / "gen.lock"
+    text = regen.LOCK.read_text()
+    unit_print = regen.read_lock()["relies_on"]["client/_hooks/tracing.py"]["TracingHook.before_request"]
+    lock.write_text(text.replace(unit_print, "sha256:" + "2" * 64))
+    monkeypatch.setattr(regen, "LOCK", lock)
+    with pytest.raises(regen.RegenError) as info:
+        regen.regenerate(out)
+    message = str(info.value)
+    assert "mistralai/client/_hooks/tracing.py: TracingHook.before_request (relied on)" in message
+    assert "hookpath.py" in message and "--accept-upstream" in message and "Nothing was written" in message
+    assert _unchanged(out)
+
+
+def test_relied_on_unit_that_upstream_no_longer_has(tmp_path: Path, out: Path) -> None:
+    text = (ROOT / "gen.yaml").read_text().replace("[CustomUserAgentHook.before_request]",
+                                                   "[CustomUserAgentHook.gone]")
+    with pytest.raises(regen.RegenError, match=r"no longer defines CustomUserAgentHook\.gone .*relies_on"):
+        regen.regenerate(out, config_path=_gen_yaml(tmp_path, text))
+    assert _unchanged(out)
+
+
+def test_malformed_relies_on(tmp_path: Path, out: Path) -> None:
+    text = (ROOT / "gen.yaml").read_text().replace(
+        "  client/_hooks/traceparent.py: [TraceparentInjectionHook.before_request]",
+        "  client/_hooks/traceparent.py: TraceparentInjectionHook.before_request")
+    with pytest.raises(regen.RegenError, match="`relies_on` must map module paths"):
+        regen.regenerate(out, config_path=_gen_yaml(tmp_path, text))
+    assert _unchanged(out)
+
+
 def test_cli_exit_code_and_message(tmp_path: Path) -> None:
     env = dict(os.environ)
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "regenerate"), "--check"],
