@@ -72,34 +72,34 @@ def test_unreachable_index(tmp_path: Path, out: Path, monkeypatch: pytest.Monkey
     assert _unchanged(out)
 
 
-def test_upstream_change_to_a_replaced_unit(tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _regenerate_against_changed_print(tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch,
+                                      unit_print: str) -> str:
+    """Regenerate with a lock whose ``unit_print`` differs from upstream's: the error message.
+    The tree and the lock must be left as they were."""
     lock = tmp_path / "gen.lock"
-    text = regen.LOCK.read_text()
-    unit_print = regen.read_lock()["targets"]["mistralai.azure.client"]["utils/retries.py"]["units"]["retry"]
-    lock.write_text(text.replace(unit_print, "sha256:" + "1" * 64))
+    changed = regen.LOCK.read_text().replace(unit_print, "sha256:" + "1" * 64)
+    lock.write_text(changed)
     monkeypatch.setattr(regen, "LOCK", lock)
     with pytest.raises(regen.RegenError) as info:
         regen.regenerate(out)
-    message = str(info.value)
+    assert _unchanged(out)
+    assert lock.read_text() == changed
+    return str(info.value)
+
+
+def test_upstream_change_to_a_replaced_unit(tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    unit_print = regen.read_lock()["targets"]["mistralai.azure.client"]["utils/retries.py"]["units"]["retry"]
+    message = _regenerate_against_changed_print(tmp_path, out, monkeypatch, unit_print)
     assert "mistralai.azure.client/utils/retries.py: retry" in message
     assert "--accept-upstream" in message and "Nothing was written" in message
-    assert _unchanged(out)
-    assert lock.read_text() == text.replace(unit_print, "sha256:" + "1" * 64)
 
 
 def test_upstream_change_to_a_relied_on_unit(tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A unit the hook fast path assumes (gen.yaml `relies_on`) is locked like a replaced one."""
-    lock = tmp_path / "gen.lock"
-    text = regen.LOCK.read_text()
     unit_print = regen.read_lock()["relies_on"]["client/_hooks/tracing.py"]["TracingHook.before_request"]
-    lock.write_text(text.replace(unit_print, "sha256:" + "2" * 64))
-    monkeypatch.setattr(regen, "LOCK", lock)
-    with pytest.raises(regen.RegenError) as info:
-        regen.regenerate(out)
-    message = str(info.value)
+    message = _regenerate_against_changed_print(tmp_path, out, monkeypatch, unit_print)
     assert "mistralai/client/_hooks/tracing.py: TracingHook.before_request (relied on)" in message
     assert "hookpath.py" in message and "--accept-upstream" in message and "Nothing was written" in message
-    assert _unchanged(out)
 
 
 def test_relied_on_unit_that_upstream_no_longer_has(tmp_path: Path, out: Path) -> None:
