@@ -186,6 +186,21 @@ def test_unknown_states_keep_the_thread() -> None:
     assert not hookpath.runs_inline(hooks, "before_request", ctx, (request,))
     del hooks.before_request
 
+    upstream_chain = SDKHooks.before_request
+
+    def wrapped_chain(self: Any, c: Any, r: Any) -> Any:  # as an instrumentation package may wrap it
+        return upstream_chain(self, c, r)
+
+    SDKHooks.before_request = wrapped_chain
+    try:
+        assert not hookpath.runs_inline(hooks, "before_request", ctx, (request,))
+    finally:
+        SDKHooks.before_request = upstream_chain
+    tracing.before_request = lambda c, r: r  # a hook's method replaced on the instance
+    assert not hookpath.runs_inline(hooks, "before_request", ctx, (request,))
+    del tracing.before_request
+    assert hookpath.runs_inline(hooks, "before_request", ctx, (request,))
+
     class Subclassed(SDKHooks):
         pass
 

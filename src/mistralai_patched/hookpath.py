@@ -30,8 +30,8 @@ hook (upstream module)                        runs inline when
 ============================================  ==================================================
 
 Anything else, a hook of another class (a user's, a subclass, a hook upstream adds later), an
-``SDKHooks`` object that is not upstream's or has a chain method replaced on the instance, or a
-condition that cannot be evaluated (an attribute upstream renamed): the chain goes to upstream's
+``SDKHooks`` object that is not upstream's, a chain or hook method replaced on the instance or
+wrapped on the class (by an instrumentation package, say), or a condition that cannot be evaluated (an attribute upstream renamed): the chain goes to upstream's
 thread, unchanged. The units these conditions read are fingerprinted in ``.speakeasy/gen.lock``
 (``relies_on`` in gen.yaml), so a new upstream release that changes them fails regeneration
 until this table is reviewed. The sync path is not concerned: upstream runs its hooks inline.
@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextvars
 import sys
+import types
 from typing import Any, Awaitable, Callable, Dict, Tuple, TypeVar
 
 __all__ = ["run_hook_chain", "runs_inline", "PHASES"]
@@ -59,6 +60,15 @@ _SDK_HOOKS_MODULES = frozenset(
 )
 
 Check = Callable[[Any, str, Any, Tuple[Any, ...]], bool]
+
+
+def _own_method(obj: Any, name: str) -> bool:
+    """``obj.<name>`` is the plain function its class defines in its own module: not replaced on
+    the instance, nor wrapped on the class (by an instrumentation package, say)."""
+    cls = type(obj)
+    function = vars(cls).get(name)
+    return (name not in getattr(obj, "__dict__", {}) and type(function) is types.FunctionType
+            and function.__module__ == cls.__module__)
 
 
 def _module(hook: Any) -> Any:
@@ -124,12 +134,12 @@ def runs_inline(hooks: Any, phase: str, hook_ctx: Any, args: Tuple[Any, ...]) ->
         including a check that raises. Never raises.
     """
     cls = type(hooks)
-    if cls.__name__ != "SDKHooks" or cls.__module__ not in _SDK_HOOKS_MODULES or phase in vars(hooks):
-        return False
     try:
+        if cls.__name__ != "SDKHooks" or cls.__module__ not in _SDK_HOOKS_MODULES or not _own_method(hooks, phase):
+            return False
         for hook in getattr(hooks, PHASES[phase]):
             check = _CHECKS.get((type(hook).__module__, type(hook).__qualname__))
-            if check is None or check(hook, phase, hook_ctx, args) is not True:
+            if check is None or not _own_method(hook, phase) or check(hook, phase, hook_ctx, args) is not True:
                 return False
     except Exception:  # noqa: BLE001 - an unforeseen state means: keep upstream's thread
         return False
