@@ -254,40 +254,110 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+# uv's index settings and the pip settings that mean the same (uv runs our build backend with its
+# environment, but the download below is pip's): carried over only where pip's own is unset.
+UV_TO_PIP = (
+    ("UV_DEFAULT_INDEX", "PIP_INDEX_URL"),
+    ("UV_INDEX_URL", "PIP_INDEX_URL"),
+    ("UV_INDEX", "PIP_EXTRA_INDEX_URL"),
+    ("UV_EXTRA_INDEX_URL", "PIP_EXTRA_INDEX_URL"),
+    ("UV_FIND_LINKS", "PIP_FIND_LINKS"),
+    ("UV_INSECURE_HOST", "PIP_TRUSTED_HOST"),
+)
+
+
+def pip_environment(environ: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """The environment for the ``pip download`` of the upstream sdist.
+
+    pip reads its own configuration (pip.conf, ``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL``, …).
+    A build run by uv has uv's settings instead (``UV_DEFAULT_INDEX``, ``UV_INDEX_URL``,
+    ``UV_INDEX``, ``UV_EXTRA_INDEX_URL``, ``UV_FIND_LINKS``, ``UV_INSECURE_HOST``): each is
+    carried over to the pip variable of the same meaning when that one is unset, with the
+    ``name=`` prefix of a named uv index dropped and lists joined by spaces, as pip reads them.
+
+    Args:
+        environ: The environment to start from (default ``os.environ``); it is not modified.
+    """
+    env = dict(os.environ if environ is None else environ)
+    carried: Dict[str, List[str]] = {}
+    for uv_name, pip_name in UV_TO_PIP:
+        value = env.get(uv_name, "").strip()
+        if not value or env.get(pip_name, "").strip():
+            continue
+        items = [item.split("=", 1)[1] if re.match(r"^[A-Za-z0-9_.-]+=", item) else item
+                 for item in re.split(r"[\s,]+", value) if item]
+        carried.setdefault(pip_name, [])
+        carried[pip_name] += [i for i in items if i not in carried[pip_name]]
+    if "PIP_INDEX_URL" in carried:  # pip has one default index: the first uv setting listed wins
+        carried["PIP_INDEX_URL"] = carried["PIP_INDEX_URL"][:1]
+    env.update({name: " ".join(items) for name, items in carried.items()})
+    return env
+
+
+def _download_remedy(name: str, version: str, sha256: Optional[str], cached: Path) -> str:
+    pin = f" (sha256 {sha256})" if sha256 else ""
+    return (
+        "What to do: make the package index reachable from this machine, through pip's own "
+        "configuration (pip.conf, PIP_INDEX_URL, PIP_EXTRA_INDEX_URL; under uv, UV_DEFAULT_INDEX, "
+        "UV_INDEX_URL, UV_INDEX and UV_EXTRA_INDEX_URL are passed on to pip where pip's are unset), "
+        f"or download {name}-{version}.tar.gz{pin} on a machine that can reach it and place it at "
+        f"{cached}; it is verified before use. Nothing was written."
+    )
+
+
 def fetch_sdist(name: str, version: str, sha256: Optional[str]) -> Path:
     """Return the path of the verified upstream sdist, downloading it with pip if not cached.
 
+    The download is ``python -m pip download --no-deps --no-binary :all:`` run by the current
+    interpreter, so it honours the user's pip configuration (and uv's index settings, see
+    :func:`pip_environment`). pip is one of our build requirements (pyproject.toml), so it is
+    importable inside PEP 517 build isolation, where nothing else is. The file is cached under
+    :func:`cache_dir` only once its sha256 matches.
+
     Raises:
-        RegenError: pip cannot reach the index / find the release, or the sha256 differs.
+        RegenError: pip is missing, cannot reach the index or find the release (the message
+            names the command, pip's own error output and the remedy), the download took more
+            than 10 minutes, or the sha256 differs from the pin.
     """
     cdir = cache_dir()
     fname = f"{name}-{version}.tar.gz"
     cached = cdir / fname
     if cached.is_file() and (sha256 is None or _sha256_file(cached) == sha256):
         return cached
+    remedy = _download_remedy(name, version, sha256, cached)
     if os.environ.get("MISTRALAI_PATCHED_OFFLINE"):
         raise RegenError(
             f"MISTRALAI_PATCHED_OFFLINE is set and {cached} is not cached, so the upstream sdist "
             f"{name}=={version} cannot be fetched. Unset it, or place the verified sdist there."
         )
+    import importlib.util
+
+    if importlib.util.find_spec("pip") is None:
+        raise RegenError(
+            f"pip is not importable by {sys.executable}, and the regeneration downloads the "
+            f"upstream sdist {name}=={version} with it. pip is a build requirement of this project "
+            "(pyproject.toml [build-system] requires): build with build isolation (the default of "
+            "pip, build and uv), or install pip into the environment you build in. " + remedy
+        )
     with tempfile.TemporaryDirectory(prefix="mistralai-patched-dl-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--disable-pip-version-check", "-d", tmp, f"{name}=={version}"]
+               "--disable-pip-version-check", "--no-input", "-d", tmp, f"{name}=={version}"]
+        shown = " ".join(cmd)
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=pip_environment(),
+                                  stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RegenError(
-                f"Could not run pip to download {name}=={version} ({exc}). Make sure pip is "
-                f"installed for {sys.executable}, or place the sdist at {cached} by hand."
-            ) from exc
+            raise RegenError(f"Could not download the upstream sdist {name}=={version}: `{shown}` failed "
+                             f"to run or finish ({exc}).\n{remedy}") from exc
         files = sorted(Path(tmp).glob("*.tar.gz"))
         if proc.returncode != 0 or not files:
-            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+            # Where pip looked (stdout, "Looking in indexes: …") and its errors (stderr).
+            where = [line for line in proc.stdout.splitlines() if line.startswith("Looking in ")]
+            lines = where + proc.stderr.strip().splitlines()[-20:]
+            said = "\n".join("    " + line for line in lines or ["(no output)"])
             raise RegenError(
-                f"pip could not download the upstream sdist {name}=={version} from the package "
-                f"index (exit {proc.returncode}):\n{tail}\nCheck the network / index settings "
-                f"(PIP_INDEX_URL), or place the verified sdist at {cached} and run again. "
-                "Nothing was written."
+                f"pip could not download the upstream sdist {name}=={version} from the package index.\n"
+                f"  command: {shown}\n  exit status: {proc.returncode}\n  pip said:\n{said}\n{remedy}"
             )
         got = _sha256_file(files[0])
         if sha256 is not None and got != sha256:
@@ -298,7 +368,7 @@ def fetch_sdist(name: str, version: str, sha256: Optional[str]) -> Path:
                 "`upstream.sdist_sha256` in gen.yaml. Nothing was written."
             )
         cdir.mkdir(parents=True, exist_ok=True)
-        staging = cdir / (fname + ".part")
+        staging = cdir / (fname + f".{os.getpid()}.part")
         shutil.copyfile(files[0], staging)
         os.replace(staging, cached)
     return cached
