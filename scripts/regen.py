@@ -817,8 +817,18 @@ def regenerate(out: Path = DEFAULT_OUT, pristine: bool = False, accept: bool = F
             instead of failing on a difference (after the templates were reviewed).
 
     Raises:
-        RegenError: on any bad input; ``out`` and the lock are then left as they were.
+        RegenError: on any bad input, or ``pristine`` and ``accept`` together (accepting records
+            the hashes of what we render, and a pristine build renders nothing); ``out`` and the
+            lock are then left as they were.
     """
+    if pristine and accept:
+        raise RegenError(
+            "--pristine and --accept-upstream do not go together: --accept-upstream records the "
+            "upstream fingerprints *and the hashes of what our templates render* in "
+            ".speakeasy/gen.lock, and --pristine renders nothing. Accept with a patched build "
+            "(`scripts/regenerate --accept-upstream`), then write the pristine tree separately "
+            "(`scripts/regenerate --pristine --out DIR`). Nothing was written."
+        )
     config = load_config(config_path)
     sdist = fetch_sdist(config.upstream_name, config.upstream_version, config.sdist_sha256)
     out = Path(out).resolve()

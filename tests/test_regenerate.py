@@ -204,3 +204,14 @@ def test_drop_in_build_renames_only_the_project() -> None:
     with pytest.raises(regen.RegenError, match="exactly one line"):
         module.drop_in_pyproject(text.replace('name = "mistralai-patched"', 'name = "x"'), "mistralai",
                                  "mistralai-patched")
+
+
+def test_pristine_and_accept_upstream_refused(tmp_path: Path, out: Path) -> None:
+    lock_before = regen.LOCK.read_text()
+    with pytest.raises(regen.RegenError, match="do not go together") as info:
+        regen.regenerate(out, pristine=True, accept=True)
+    assert "Nothing was written" in str(info.value)
+    assert _unchanged(out) and regen.LOCK.read_text() == lock_before
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "regenerate"), "--pristine", "--accept-upstream",
+                           "--out", str(tmp_path / "p" / "mistralai")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "do not go together" in proc.stderr and "Traceback" not in proc.stderr
