@@ -21,25 +21,6 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 ERROR_BODY = b'{"object":"error","message":"boom from the server","code":"x"}'
 
 
-# httpcore 1.0.9's sync connection pool can close an idle connection it has just assigned to a
-# queued request ("closing idle connection to make room", encode/httpcore#1110): seen here with
-# more threads than pooled connections and the CPU loaded, by instrumenting
-# ConnectionPool._assign_requests_to_connections. The request then fails with httpx.ReadError
-# ("Bad file descriptor") and the pool opens a replacement connection. It is not a leak and not
-# the SDK's doing (no response is closed early by the fork), so sync tests with more threads
-# than connections allow this many such transport errors and replacement connections.
-HTTPCORE_SYNC_POOL_RACE_ALLOWANCE = 2
-
-
-def httpcore_race_errors(outcomes: Any) -> int:
-    """How many outcomes (labels such as ``ReadError``) are the transport errors the httpcore
-    sync-pool race produces; see HTTPCORE_SYNC_POOL_RACE_ALLOWANCE."""
-    labels = ("ReadError", "RemoteProtocolError", "WriteError")
-    if isinstance(outcomes, dict):
-        return sum(count for label, count in outcomes.items() if label in labels)
-    return sum(1 for exc in outcomes if type(exc).__name__ in labels)
-
-
 def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
     if not PRISTINE:
         return
