@@ -22,6 +22,8 @@ from mistralai_patched.loopback import (
 )
 from mistralai_patched.selftest import pool_limits, retry_config
 
+pytestmark = pytest.mark.long  # one of the long suites: .ci/run runs them in full on one Python
+
 POINTS = ["before_request_hook", "send", "after_error_hook", "retry_drain", "error_drain",
           "retry_sleep", "after_success_hook", "stream_drain"]
 HOW = ["task_cancel", "wait_for"]

@@ -26,6 +26,8 @@ from conftest import TARGETS, HookError, Hooks, call_once, install_hooks
 from mistralai_patched.loopback import LoopbackServer, Reply
 from mistralai_patched.selftest import retry_config, target_module
 
+pytestmark = pytest.mark.long  # one of the long suites: .ci/run runs them in full on one Python
+
 STATUSES = [400, 401, 404, 422, 429, 500, 502, 503, 504]
 RETRIED = {429, 500, 502, 503, 504}  # the retry status codes of every streaming/chat method
 HOOKS = ["default", "hook_error", "no_result", "hook_raises", "after_success_raises", "before_request_raises"]

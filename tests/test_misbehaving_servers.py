@@ -21,6 +21,8 @@ from mistralai_patched import release
 from mistralai_patched.loopback import LoopbackServer, Reply, error_reply, sse_reply
 from mistralai_patched.selftest import retry_config, target_module
 
+pytestmark = pytest.mark.long  # one of the long suites: .ci/run runs them in full on one Python
+
 MODES = [pytest.param(True, id="sync"), pytest.param(False, id="async")]
 
 
