@@ -8,6 +8,7 @@ connection pool) and count the responses that were never closed.
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import struct
@@ -15,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import ModuleType
 from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Tuple
 
 import httpx
@@ -248,8 +250,10 @@ class _Tracker:
         return self.opened - self.closed
 
 
-class _TrackedSyncStream(httpx.SyncByteStream):
-    def __init__(self, inner: httpx.SyncByteStream, tracker: _Tracker) -> None:
+class _TrackedSync:
+    """Mixin: a sync byte stream that tells its tracker when it is closed."""
+
+    def __init__(self, inner: Any, tracker: _Tracker) -> None:
         self._inner, self._tracker, self._closed = inner, tracker, False
         tracker.open()
 
@@ -263,8 +267,10 @@ class _TrackedSyncStream(httpx.SyncByteStream):
         self._inner.close()
 
 
-class _TrackedAsyncStream(httpx.AsyncByteStream):
-    def __init__(self, inner: httpx.AsyncByteStream, tracker: _Tracker) -> None:
+class _TrackedAsync:
+    """Mixin: the async twin of _TrackedSync."""
+
+    def __init__(self, inner: Any, tracker: _Tracker) -> None:
         self._inner, self._tracker, self._closed = inner, tracker, False
         tracker.open()
 
@@ -279,38 +285,52 @@ class _TrackedAsyncStream(httpx.AsyncByteStream):
         await self._inner.aclose()
 
 
-class CountingTransport(httpx.HTTPTransport):
-    """httpx's sync transport (real connection pool) that counts responses never closed."""
+@functools.lru_cache(maxsize=None)
+def counting_transports(library: ModuleType) -> Tuple[type, type]:
+    """``(sync, async)`` transport classes of ``library`` (the ``httpx`` or ``httpx2`` module):
+    the library's own transport with its real connection pool, counting the responses never
+    closed (``responses_left_open``) and keeping the pool for :func:`pool_state`. They take the
+    library's transport arguments (``limits=``, ``http2=``, …)."""
+    tracked_sync = type("_TrackedSyncStream", (_TrackedSync, library.SyncByteStream), {})
+    tracked_async = type("_TrackedAsyncStream", (_TrackedAsync, library.AsyncByteStream), {})
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.tracker = _Tracker()
+    class Counting(library.HTTPTransport):  # type: ignore[name-defined,misc]
+        __doc__ = f"{library.__name__}'s sync transport (real connection pool) that counts responses never closed."
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = super().handle_request(request)
-        response.stream = _TrackedSyncStream(response.stream, self.tracker)  # type: ignore[arg-type]
-        return response
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.tracker = _Tracker()
 
-    @property
-    def responses_left_open(self) -> int:
-        return self.tracker.left_open
+        def handle_request(self, request: Any) -> Any:
+            response = super().handle_request(request)
+            response.stream = tracked_sync(response.stream, self.tracker)
+            return response
+
+        @property
+        def responses_left_open(self) -> int:
+            return self.tracker.left_open
+
+    class CountingAsync(library.AsyncHTTPTransport):  # type: ignore[name-defined,misc]
+        __doc__ = f"{library.__name__}'s async transport (real connection pool) that counts responses never closed."
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.tracker = _Tracker()
+
+        async def handle_async_request(self, request: Any) -> Any:
+            response = await super().handle_async_request(request)
+            response.stream = tracked_async(response.stream, self.tracker)
+            return response
+
+        @property
+        def responses_left_open(self) -> int:
+            return self.tracker.left_open
+
+    return Counting, CountingAsync
 
 
-class CountingAsyncTransport(httpx.AsyncHTTPTransport):
-    """httpx's async transport (real connection pool) that counts responses never closed."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.tracker = _Tracker()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await super().handle_async_request(request)
-        response.stream = _TrackedAsyncStream(response.stream, self.tracker)  # type: ignore[arg-type]
-        return response
-
-    @property
-    def responses_left_open(self) -> int:
-        return self.tracker.left_open
+# httpx's, under the names the tests and scripts have always used.
+CountingTransport, CountingAsyncTransport = counting_transports(httpx)
 
 
 def pool_state(transport: Any) -> Tuple[int, int, int]:

@@ -12,17 +12,25 @@ Upstream (mistralai 2.10.1) closes a retried response unread in the main client 
 response open on every other path.
 
 Only public httpx API is used: ``Response.stream`` is swapped for a bounded wrapper while
-``Response.read()``/``aread()`` runs, then put back.
+``Response.read()``/``aread()`` runs, then put back. Nothing here is bound to one HTTP library:
+the library (httpx, or httpx2, its continuation with the same API and its own classes) is the
+one the response in hand belongs to (:func:`http_library`), so a user's httpx2 client works on
+a line generated for httpx and the other way round.
 """
 
 from __future__ import annotations
 
+import functools
+import sys
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Iterator, Optional, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Optional, Tuple, TypeVar
 
 import anyio
-import httpx
+
+if TYPE_CHECKING:  # annotations only: the library at run time is the response's own
+    import httpx
 
 __all__ = [
     "DRAIN_MAX_BYTES",
@@ -36,6 +44,7 @@ __all__ = [
     "close_now_async",
     "error_body",
     "EventStreamResponse",
+    "http_library",
 ]
 
 T = TypeVar("T")
@@ -94,8 +103,31 @@ class _Budget:
             raise _DrainAborted("deadline")
 
 
-class _BoundedSyncStream(httpx.SyncByteStream):
-    def __init__(self, inner: httpx.SyncByteStream, budget: _Budget) -> None:
+def http_library(obj: Any) -> ModuleType:
+    """The HTTP library module (``httpx`` or ``httpx2``) that ``obj``'s class comes from.
+
+    Both libraries name their public classes' module after the library (``httpx.Response``'s
+    ``__module__`` is ``"httpx"``), so the class's module, or that of a base class for a user's
+    subclass, says which one it is; nothing is chosen at import time.
+
+    Args:
+        obj: A response, request or byte stream of either library.
+
+    Raises:
+        TypeError: no class in ``type(obj).__mro__`` belongs to an imported library with
+            httpx's API (``SyncByteStream``, ``AsyncByteStream``, ``ResponseNotRead``).
+    """
+    for cls in type(obj).__mro__:
+        module = sys.modules.get(cls.__module__.partition(".")[0])
+        if module is not None and all(hasattr(module, n) for n in ("SyncByteStream", "AsyncByteStream", "ResponseNotRead")):
+            return module
+    raise TypeError(f"{type(obj).__module__}.{type(obj).__qualname__} is not an object of httpx or httpx2")
+
+
+class _BoundedSync:
+    """Mixin: a sync byte stream that charges each chunk to a budget (see _bounded_streams)."""
+
+    def __init__(self, inner: Any, budget: _Budget) -> None:
         self._inner = inner
         self._budget = budget
 
@@ -108,8 +140,10 @@ class _BoundedSyncStream(httpx.SyncByteStream):
         self._inner.close()
 
 
-class _BoundedAsyncStream(httpx.AsyncByteStream):
-    def __init__(self, inner: httpx.AsyncByteStream, budget: _Budget) -> None:
+class _BoundedAsync:
+    """Mixin: the async twin of _BoundedSync."""
+
+    def __init__(self, inner: Any, budget: _Budget) -> None:
         self._inner = inner
         self._budget = budget
 
@@ -120,6 +154,14 @@ class _BoundedAsyncStream(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+@functools.lru_cache(maxsize=None)
+def _bounded_streams(library: ModuleType) -> Tuple[type, type]:
+    """The bounded stream classes for one library: its ``Response.read()``/``aread()`` only
+    iterate a stream that is an instance of its own ``SyncByteStream``/``AsyncByteStream``."""
+    return (type("_BoundedSyncStream", (_BoundedSync, library.SyncByteStream), {}),
+            type("_BoundedAsyncStream", (_BoundedAsync, library.AsyncByteStream), {}))
 
 
 def _deadline_s(response: httpx.Response, timeout_ms: Optional[int]) -> float:
@@ -146,7 +188,7 @@ def _start(
 def _closed_result(response: httpx.Response) -> DrainResult:
     try:
         return DrainResult(True, response.content)
-    except httpx.ResponseNotRead:
+    except http_library(response).ResponseNotRead:
         return DrainResult(False, b"", "already closed")
 
 
@@ -179,8 +221,7 @@ def drain(
         close_now(response)
         return _closed_result(response)
     inner = response.stream
-    assert isinstance(inner, httpx.SyncByteStream)
-    response.stream = _BoundedSyncStream(inner, budget)
+    response.stream = _bounded_streams(http_library(response))[0](inner, budget)
     try:
         body = response.read()
         return DrainResult(True, body)
@@ -214,8 +255,7 @@ async def drain_async(
         await close_now_async(response)
         return _closed_result(response)
     inner = response.stream
-    assert isinstance(inner, httpx.AsyncByteStream)
-    response.stream = _BoundedAsyncStream(inner, budget)
+    response.stream = _bounded_streams(http_library(response))[1](inner, budget)
     try:
         with anyio.fail_after(max(budget.deadline - time.monotonic(), 0.0)):
             body = await response.aread()
