@@ -463,9 +463,51 @@ def _classes(source: str, filename: str) -> Dict[str, ast.ClassDef]:
     return {n.name: n for n in ast.parse(source, filename=filename).body if isinstance(n, ast.ClassDef)}
 
 
+IMPORTS_UNIT = "<imports>"
+"""The lock's pseudo-unit for a module's import statements: every unit of the module runs
+against them, so ``import httpx`` becoming ``import httpx2 as httpx`` changes what each unit
+calls although no unit body changed. Locked for every file we replace units in or rely on."""
+
+
+def _import_nodes(tree: ast.Module) -> List[ast.stmt]:
+    """A module's import statements: top level, and inside top-level ``if``/``try`` blocks
+    (``if TYPE_CHECKING:``, ``try: import x except ImportError: ...``), in source order."""
+    found: List[ast.stmt] = []
+
+    def walk(body: List[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                found.append(node)
+            elif isinstance(node, ast.If):
+                walk(node.body)
+                walk(node.orelse)
+            elif isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
+                for block in (node.body, node.orelse, node.finalbody):  # type: ignore[attr-defined]
+                    walk(block)
+                for handler in node.handlers:  # type: ignore[attr-defined]
+                    walk(handler.body)
+
+    walk(tree.body)
+    return found
+
+
+def imports_text(source: str, filename: str) -> str:
+    """The text the ``<imports>`` pseudo-unit covers: each import statement of the module, one
+    per line, in source order."""
+    tree = ast.parse(source, filename=filename)
+    return "".join((ast.get_source_segment(source, n) or "") + "\n" for n in _import_nodes(tree))
+
+
+def _unit_label(unit: str) -> str:
+    return "the module's imports" if unit == IMPORTS_UNIT else unit
+
+
 def locked_text(source: str, filename: str, unit: str, added: bool) -> Optional[str]:
     """The upstream text a unit's fingerprint covers: the unit itself, or for a method our
-    template adds, the whole class it is added to. None when upstream has neither."""
+    template adds, the whole class it is added to, or for :data:`IMPORTS_UNIT` the module's
+    import statements. None when upstream has no such unit or class."""
+    if unit == IMPORTS_UNIT:
+        return imports_text(source, filename)
     if added:
         node: Optional[ast.AST] = _classes(source, filename).get(unit.split(".")[0])
     else:
@@ -557,7 +599,10 @@ def splice(source: str, rendered: Rendered, relpath: str, revision: int, adds: T
     out = "".join(lines)
     tree = ast.parse(out)
     last_import = max((n.end_lineno for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))), default=0)
-    missing = [imp + "\n" for imp in rendered.imports if imp not in out]
+    # Present means the same statement (names and aliases), not the same text somewhere:
+    # `import httpx` is not present in `import httpx2 as httpx`.
+    present = {ast.dump(n) for n in _import_nodes(tree)}
+    missing = [imp + "\n" for imp in rendered.imports if ast.dump(ast.parse(imp).body[0]) not in present]
     lines = out.splitlines(keepends=True)
     lines[last_import:last_import] = missing
     header_end = 0
@@ -714,7 +759,7 @@ def build_tree(tree: Path, config: Config, sdist_root: Path, pristine: bool, acc
             nodes = _units(source, str(path))
             rendered = render_template(spec, target)
             prints = {}
-            for unit in rendered.units:
+            for unit in [*rendered.units, IMPORTS_UNIT]:
                 added = unit in spec.adds and unit not in nodes
                 if unit in spec.adds and unit in nodes:
                     raise RegenError(
@@ -734,7 +779,7 @@ def build_tree(tree: Path, config: Config, sdist_root: Path, pristine: bool, acc
                 locked = lock.get("targets", {}).get(target.package, {}).get(spec.path, {}).get("units", {}).get(unit)
                 if not accept and locked != prints[unit]:
                     problems.append(
-                        f"--- {target.package}/{spec.path}: {unit}\n"
+                        f"--- {target.package}/{spec.path}: {_unit_label(unit)}\n"
                         f"locked {locked}\nupstream {prints[unit]}\n"
                         + _diff_against_locked(config, lock, target.package, spec.path, unit, text, added)
                     )
@@ -747,7 +792,8 @@ def build_tree(tree: Path, config: Config, sdist_root: Path, pristine: bool, acc
     relied = _relied_fingerprints(tree, config, lock, accept, problems)
     if problems and not pristine:
         raise RegenError(
-            "Upstream changed code that our templates replace or that our code relies on, so "
+            "Upstream changed code that our templates replace or that our code relies on (a unit, "
+            "or the imports of its module, which it runs against), so "
             "regenerating would silently drop that change or break an assumption. Review each diff "
             "below: carry what matters into the template under .speakeasy/templates/, or for a "
             "`relies_on` unit check what src/mistralai_patched/hookpath.py assumes of it; then "
@@ -772,7 +818,7 @@ def _relied_fingerprints(tree: Path, config: Config, lock: Dict[str, Any], accep
             )
         source = path.read_text(encoding="utf-8")
         prints: Dict[str, str] = {}
-        for unit in units:
+        for unit in [*units, IMPORTS_UNIT]:
             text = locked_text(source, str(path), unit, False)
             if text is None:
                 raise RegenError(
@@ -784,7 +830,7 @@ def _relied_fingerprints(tree: Path, config: Config, lock: Dict[str, Any], accep
             locked = lock.get("relies_on", {}).get(rel, {}).get(unit)
             if not accept and locked != prints[unit]:
                 problems.append(
-                    f"--- {config.import_package}/{rel}: {unit} (relied on)\n"
+                    f"--- {config.import_package}/{rel}: {_unit_label(unit)} (relied on)\n"
                     f"locked {locked}\nupstream {prints[unit]}\n"
                     + _diff_against_locked(config, lock, config.import_package, rel, unit, text)
                 )

@@ -102,6 +102,30 @@ def test_upstream_change_to_a_relied_on_unit(tmp_path: Path, out: Path, monkeypa
     assert "hookpath.py" in message and "--accept-upstream" in message and "Nothing was written" in message
 
 
+def test_upstream_change_to_a_modules_imports(tmp_path: Path) -> None:
+    """What 3.x did to every module we replace units in: ``import httpx`` became
+    ``import httpx2 as httpx``, no unit body changed. The lock must see it, with the diff."""
+    config = regen.load_config()
+    sdist = regen.fetch_sdist(config.upstream_name, config.upstream_version, config.sdist_sha256)
+    root = regen.extract_sdist(sdist, tmp_path / "sdist")
+    module = root / "src" / "mistralai" / "client" / "utils" / "retries.py"
+    text = module.read_text()
+    assert "\nimport httpx\n" in text
+    module.write_text(text.replace("\nimport httpx\n", "\nimport httpx2 as httpx\n", 1))
+    with pytest.raises(regen.RegenError) as info:
+        regen.build_tree(tmp_path / "tree", config, root, pristine=False, accept=False)
+    message = str(info.value)
+    assert "--- mistralai.client/utils/retries.py: the module's imports" in message
+    assert "\n-import httpx\n" in message and "\n+import httpx2 as httpx\n" in message
+    assert "mistralai.azure.client" not in message, "only the changed module is reported"
+
+
+def test_relied_on_modules_imports_are_locked() -> None:
+    lock = regen.read_lock()
+    assert all(regen.IMPORTS_UNIT in units for units in lock["relies_on"].values())
+    assert all(regen.IMPORTS_UNIT in entry["units"] for files in lock["targets"].values() for entry in files.values())
+
+
 def test_relied_on_unit_that_upstream_no_longer_has(tmp_path: Path, out: Path) -> None:
     text = (ROOT / "gen.yaml").read_text().replace("[CustomUserAgentHook.before_request]",
                                                    "[CustomUserAgentHook.gone]")
@@ -171,6 +195,16 @@ def test_splice_refuses_an_import_that_upstream_rebinds_later() -> None:
     assert "cached_type_hints as get_type_hints" in regen.splice(UPSTREAM_MODULE, rendered, "pkg/mod.py", 1)
     with pytest.raises(regen.RegenError, match="binds get_type_hints after the import"):
         regen.splice(source + "get_type_hints = None\n", rendered, "pkg/mod.py", 1)
+
+
+def test_splice_adds_an_import_that_only_looks_present() -> None:
+    """``import httpx`` is a substring of ``import httpx2 as httpx`` but binds another module."""
+    source = '"""header"""\nimport httpx2 as httpx\n\n\ndef helper() -> int:\n    return 1\n'
+    units = {"helper": "def helper() -> int:\n    return 2\n"}
+    out = regen.splice(source, regen.Rendered(units, ["import httpx"]), "pkg/mod.py", 1)
+    assert "\nimport httpx\n" in out
+    same = regen.splice(source, regen.Rendered(units, ["import httpx2 as httpx"]), "pkg/mod.py", 1)
+    assert same.count("import httpx2 as httpx") == 1
 
 
 def test_locked_text_of_an_added_method_is_its_class() -> None:
