@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from conftest import MESSAGES, TARGETS, Hooks, expected_error, install_hooks, make_sdk
-from mistralai_patched.allowances import connections_allowed, race_errors
+from mistralai_patched.allowances import race_errors, reuse_problems
 from mistralai_patched.loopback import LoopbackServer, counting_transports, error_reply, pool_state, sse_reply
 from mistralai_patched.selftest import outcome, retry_config
 
@@ -134,7 +134,8 @@ def test_retried_429s(library: ModuleType, target: str, sync: bool) -> None:
     race = race_errors(errors, sync)
     assert outcomes.count("SDKError(429)") == calls - race, outcomes
     assert all("slow down from the server" in e.body for e in errors if outcome(e) == "SDKError(429)")
-    assert server.connections_accepted <= connections_allowed(POOL, errors, sync)
+    assert not reuse_problems(POOL, sync, server.connections_accepted, transport.responses_closed_unread,
+                              transport.responses_read_failed)
 
 
 @pytest.mark.bites

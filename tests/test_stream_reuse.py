@@ -19,7 +19,7 @@ import pytest
 
 from conftest import MESSAGES, TARGETS, make_sdk
 from mistralai_patched import release
-from mistralai_patched.allowances import connections_allowed, race_errors
+from mistralai_patched.allowances import race_errors, reuse_problems
 from mistralai_patched.loopback import (
     CountingAsyncTransport, CountingTransport, LoopbackServer, Reply, pool_state, sse_reply,
 )
@@ -103,10 +103,12 @@ def test_concurrent_sync_streams_stay_within_the_pool() -> None:
                 thread.start()
             for thread in threads:
                 thread.join()
-            # 16 threads share 8 connections: race errors are accounted (mistralai_patched.allowances).
+            # 16 threads share 8 connections: httpcore's pool may replace connections on its own,
+            # so the claim is that every stream was read to its end (mistralai_patched.allowances).
             assert len(errors) == race_errors(errors), errors
             assert transport.responses_left_open == 0
-        assert server.connections_accepted <= connections_allowed(8, errors, sync=True)
+        assert not reuse_problems(8, True, server.connections_accepted, transport.responses_closed_unread,
+                                  transport.responses_read_failed)
 
 
 # ------------------------------------------------------------------- early exit never waits

@@ -232,18 +232,27 @@ class LoopbackServer:
 
 
 class _Tracker:
+    """Counts a transport's responses: opened, closed, closed before their body ended while it
+    was still readable, and those whose body read failed (the connection was already broken)."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.opened = 0
         self.closed = 0
+        self.closed_unread = 0
+        self.read_failed = 0
 
     def open(self) -> None:
         with self._lock:
             self.opened += 1
 
-    def close(self) -> None:
+    def close(self, read_to_end: bool, read_failed: bool) -> None:
         with self._lock:
             self.closed += 1
+            if read_failed:
+                self.read_failed += 1
+            elif not read_to_end:
+                self.closed_unread += 1
 
     @property
     def left_open(self) -> int:
@@ -251,19 +260,25 @@ class _Tracker:
 
 
 class _TrackedSync:
-    """Mixin: a sync byte stream that tells its tracker when it is closed."""
+    """Mixin: a sync byte stream that tells its tracker when it is closed, and whether its body
+    had been read to the end then (else httpcore discards the connection)."""
 
     def __init__(self, inner: Any, tracker: _Tracker) -> None:
-        self._inner, self._tracker, self._closed = inner, tracker, False
+        self._inner, self._tracker, self._closed, self._ended, self._failed = inner, tracker, False, False, False
         tracker.open()
 
     def __iter__(self) -> Iterator[bytes]:
-        yield from self._inner
+        try:
+            yield from self._inner
+        except Exception:
+            self._failed = True
+            raise
+        self._ended = True
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._tracker.close()
+            self._tracker.close(self._ended, self._failed)
         self._inner.close()
 
 
@@ -271,17 +286,22 @@ class _TrackedAsync:
     """Mixin: the async twin of _TrackedSync."""
 
     def __init__(self, inner: Any, tracker: _Tracker) -> None:
-        self._inner, self._tracker, self._closed = inner, tracker, False
+        self._inner, self._tracker, self._closed, self._ended, self._failed = inner, tracker, False, False, False
         tracker.open()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner:
-            yield chunk
+        try:
+            async for chunk in self._inner:
+                yield chunk
+        except Exception:
+            self._failed = True
+            raise
+        self._ended = True
 
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            self._tracker.close()
+            self._tracker.close(self._ended, self._failed)
         await self._inner.aclose()
 
 
@@ -289,8 +309,11 @@ class _TrackedAsync:
 def counting_transports(library: ModuleType) -> Tuple[type, type]:
     """``(sync, async)`` transport classes of ``library`` (the ``httpx`` or ``httpx2`` module):
     the library's own transport with its real connection pool, counting the responses never
-    closed (``responses_left_open``) and keeping the pool for :func:`pool_state`. They take the
-    library's transport arguments (``limits=``, ``http2=``, …)."""
+    closed (``responses_left_open``), those closed before their body was read to the end while
+    it was still readable (``responses_closed_unread``: each costs its connection, which the pool
+    then discards), and those whose body read failed (``responses_read_failed``: the connection
+    was already broken), and keeping the pool for :func:`pool_state`. They take the library's transport arguments
+    (``limits=``, ``http2=``, …)."""
     tracked_sync = type("_TrackedSyncStream", (_TrackedSync, library.SyncByteStream), {})
     tracked_async = type("_TrackedAsyncStream", (_TrackedAsync, library.AsyncByteStream), {})
 
@@ -310,6 +333,14 @@ def counting_transports(library: ModuleType) -> Tuple[type, type]:
         def responses_left_open(self) -> int:
             return self.tracker.left_open
 
+        @property
+        def responses_closed_unread(self) -> int:
+            return self.tracker.closed_unread
+
+        @property
+        def responses_read_failed(self) -> int:
+            return self.tracker.read_failed
+
     class CountingAsync(library.AsyncHTTPTransport):  # type: ignore[name-defined,misc]
         __doc__ = f"{library.__name__}'s async transport (real connection pool) that counts responses never closed."
 
@@ -325,6 +356,14 @@ def counting_transports(library: ModuleType) -> Tuple[type, type]:
         @property
         def responses_left_open(self) -> int:
             return self.tracker.left_open
+
+        @property
+        def responses_closed_unread(self) -> int:
+            return self.tracker.closed_unread
+
+        @property
+        def responses_read_failed(self) -> int:
+            return self.tracker.read_failed
 
     return Counting, CountingAsync
 

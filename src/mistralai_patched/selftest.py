@@ -100,6 +100,8 @@ class Report:
     outcomes: Dict[str, int] = field(default_factory=dict)
     requests_served: int = 0
     responses_left_open: int = 0
+    responses_closed_unread: int = 0
+    responses_read_failed: int = 0
     tcp_connections: int = 0
     pool_connections: int = 0
     pool_idle: int = 0
@@ -120,6 +122,8 @@ class Report:
             ("outcomes", ", ".join(f"{k}: {v}" for k, v in sorted(self.outcomes.items()))),
             ("requests served", str(self.requests_served)),
             ("responses left open", str(self.responses_left_open)),
+            ("closed unread (connection lost)", str(self.responses_closed_unread)),
+            ("body reads failed", str(self.responses_read_failed)),
             ("TCP connections opened", str(self.tcp_connections)),
             ("pool after (max " + str(self.pool) + ")",
              f"{self.pool_connections} connections: {self.pool_idle} idle, {self.pool_in_use} in use"),
@@ -163,6 +167,8 @@ async def _run_async(target: str, server: LoopbackServer, n: int, pool: int, poo
         report.extra_call = outcome(await call())
         await asyncio.sleep(0.05)
         report.responses_left_open = transport.responses_left_open
+        report.responses_closed_unread = transport.responses_closed_unread
+        report.responses_read_failed = transport.responses_read_failed
         report.pool_connections, report.pool_idle, report.pool_in_use = pool_state(transport)
 
 
@@ -188,6 +194,8 @@ def _run_sync(target: str, server: LoopbackServer, n: int, pool: int, pool_timeo
         server.reply = sse_reply()
         report.extra_call = outcome(call())
         report.responses_left_open = transport.responses_left_open
+        report.responses_closed_unread = transport.responses_closed_unread
+        report.responses_read_failed = transport.responses_read_failed
         report.pool_connections, report.pool_idle, report.pool_in_use = pool_state(transport)
 
 

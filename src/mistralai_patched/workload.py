@@ -43,6 +43,8 @@ class Measure:
     latencies_ms: List[float] = field(default_factory=list, repr=False)
     outcomes: Dict[str, int] = field(default_factory=dict)
     responses_left_open: int = 0
+    responses_closed_unread: int = 0
+    responses_read_failed: int = 0
     pool_in_use: int = 0
 
     @property
@@ -139,6 +141,8 @@ def run(name: str, *, target: str = "mistral", reply: Optional[Reply] = None,
                 with ThreadPoolExecutor(max_workers=concurrency) as executor:
                     results = list(executor.map(one, range(calls)))
                 measure.responses_left_open = transport.responses_left_open
+                measure.responses_closed_unread = transport.responses_closed_unread
+                measure.responses_read_failed = transport.responses_read_failed
                 measure.pool_in_use = pool_state(transport)[2]
         else:
             async def main() -> None:
@@ -165,6 +169,8 @@ def run(name: str, *, target: str = "mistral", reply: Optional[Reply] = None,
 
                     results.extend(await asyncio.gather(*(one(i) for i in range(calls))))
                     measure.responses_left_open = transport.responses_left_open
+                    measure.responses_closed_unread = transport.responses_closed_unread
+                    measure.responses_read_failed = transport.responses_read_failed
                     measure.pool_in_use = pool_state(transport)[2]
 
             asyncio.run(main())
