@@ -305,6 +305,24 @@ class _TrackedAsync:
         await self._inner.aclose()
 
 
+class _Counts:
+    """Mixin: what a counting transport's tracker counted (see :func:`counting_transports`)."""
+
+    tracker: _Tracker
+
+    @property
+    def responses_left_open(self) -> int:
+        return self.tracker.left_open
+
+    @property
+    def responses_closed_unread(self) -> int:
+        return self.tracker.closed_unread
+
+    @property
+    def responses_read_failed(self) -> int:
+        return self.tracker.read_failed
+
+
 @functools.lru_cache(maxsize=None)
 def counting_transports(library: ModuleType) -> Tuple[type, type]:
     """``(sync, async)`` transport classes of ``library`` (the ``httpx`` or ``httpx2`` module):
@@ -317,53 +335,29 @@ def counting_transports(library: ModuleType) -> Tuple[type, type]:
     tracked_sync = type("_TrackedSyncStream", (_TrackedSync, library.SyncByteStream), {})
     tracked_async = type("_TrackedAsyncStream", (_TrackedAsync, library.AsyncByteStream), {})
 
-    class Counting(library.HTTPTransport):  # type: ignore[name-defined,misc]
+    class Counting(_Counts, library.HTTPTransport):  # type: ignore[name-defined,misc]
         __doc__ = f"{library.__name__}'s sync transport (real connection pool) that counts responses never closed."
 
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
-            self.tracker = _Tracker()
+            self.tracker: _Tracker = _Tracker()
 
         def handle_request(self, request: Any) -> Any:
             response = super().handle_request(request)
             response.stream = tracked_sync(response.stream, self.tracker)
             return response
 
-        @property
-        def responses_left_open(self) -> int:
-            return self.tracker.left_open
-
-        @property
-        def responses_closed_unread(self) -> int:
-            return self.tracker.closed_unread
-
-        @property
-        def responses_read_failed(self) -> int:
-            return self.tracker.read_failed
-
-    class CountingAsync(library.AsyncHTTPTransport):  # type: ignore[name-defined,misc]
+    class CountingAsync(_Counts, library.AsyncHTTPTransport):  # type: ignore[name-defined,misc]
         __doc__ = f"{library.__name__}'s async transport (real connection pool) that counts responses never closed."
 
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
-            self.tracker = _Tracker()
+            self.tracker: _Tracker = _Tracker()
 
         async def handle_async_request(self, request: Any) -> Any:
             response = await super().handle_async_request(request)
             response.stream = tracked_async(response.stream, self.tracker)
             return response
-
-        @property
-        def responses_left_open(self) -> int:
-            return self.tracker.left_open
-
-        @property
-        def responses_closed_unread(self) -> int:
-            return self.tracker.closed_unread
-
-        @property
-        def responses_read_failed(self) -> int:
-            return self.tracker.read_failed
 
     return Counting, CountingAsync
 
