@@ -1,4 +1,5 @@
-"""Integration tests: a real HTTP/1.1 server on 127.0.0.1 and httpx's real connection pool.
+"""Integration tests: a real HTTP/1.1 server on 127.0.0.1 and httpx's real connection pool (the
+leak paths also with an httpx2 client, the ``library`` fixture of conftest).
 
 Claims about sockets are made with sockets here: a small pool (``max_connections`` 2-4) with a
 short pool timeout, the server counting the TCP connections it accepted, and a transport that
@@ -7,12 +8,15 @@ counts responses never closed.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
 
-from conftest import MESSAGES, TARGETS, Hooks, cancel_while_hook_runs, expected_error, install_hooks, make_sdk
+from conftest import (
+    MESSAGES, TARGETS, Hooks, cancel_while_hook_runs, expected_error, install_hooks, make_sdk, user_client,
+)
 from mistralai_patched import selftest
 from mistralai_patched.allowances import race_errors, reuse_problems
 from mistralai_patched.selftest import pool_limits
@@ -51,11 +55,11 @@ def test_429_storm_reproduction(target: str, sync: bool) -> None:
 @pytest.mark.bites
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("target", TARGETS)
-def test_sync_path_keeps_pool_serving(target: str, path: str) -> None:
+def test_sync_path_keeps_pool_serving(library: ModuleType, target: str, path: str) -> None:
     reply = sse_reply() if path == "after_success_raises" else error_reply(503, "boom from the server")
     with LoopbackServer(reply) as server:
-        transport = CountingTransport(limits=pool_limits(POOL))
-        with httpx.Client(transport=transport, timeout=TIMEOUT) as client:
+        client, transport = user_client(library, sync=True, pool=POOL)
+        with client:
             sdk = make_sdk(target, server.url, client=client)
             install_hooks(sdk, Hooks(path))
             for _ in range(POOL * 3):  # more calls than the pool has connections
@@ -72,11 +76,11 @@ def test_sync_path_keeps_pool_serving(target: str, path: str) -> None:
 @pytest.mark.bites
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("target", TARGETS)
-async def test_async_path_keeps_pool_serving(target: str, path: str) -> None:
+async def test_async_path_keeps_pool_serving(library: ModuleType, target: str, path: str) -> None:
     reply = sse_reply() if path == "after_success_raises" else error_reply(503, "boom from the server")
     with LoopbackServer(reply) as server:
-        transport = CountingAsyncTransport(limits=pool_limits(POOL))
-        async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
+        client, transport = user_client(library, sync=False, pool=POOL)
+        async with client:
             sdk = make_sdk(target, server.url, async_client=client)
             install_hooks(sdk, Hooks(path))
             for _ in range(POOL * 3):

@@ -12,12 +12,13 @@ import asyncio
 import gc
 import threading
 import time
+from types import ModuleType
 from typing import Any, List
 
 import httpx
 import pytest
 
-from conftest import MESSAGES, TARGETS, make_sdk
+from conftest import MESSAGES, TARGETS, make_sdk, user_client
 from mistralai_patched import release
 from mistralai_patched.allowances import race_errors, reuse_problems
 from mistralai_patched.loopback import (
@@ -41,10 +42,10 @@ async def _read_all_async(sdk: Any) -> List[Any]:
 
 @pytest.mark.bites
 @pytest.mark.parametrize("target", TARGETS)
-def test_sequential_sync_streams_use_one_connection(target: str) -> None:
+def test_sequential_sync_streams_use_one_connection(library: ModuleType, target: str) -> None:
     with LoopbackServer(sse_reply(3)) as server:
-        transport = CountingTransport(limits=pool_limits(4))
-        with httpx.Client(transport=transport, timeout=TIMEOUT) as client:
+        client, transport = user_client(library, sync=True, pool=4, pool_timeout_s=1.0)
+        with client:
             sdk = make_sdk(target, server.url, client=client)
             for _ in range(CALLS):
                 assert len(_read_all_sync(sdk)) == 3
@@ -55,10 +56,10 @@ def test_sequential_sync_streams_use_one_connection(target: str) -> None:
 
 @pytest.mark.bites
 @pytest.mark.parametrize("target", TARGETS)
-async def test_sequential_async_streams_use_one_connection(target: str) -> None:
+async def test_sequential_async_streams_use_one_connection(library: ModuleType, target: str) -> None:
     with LoopbackServer(sse_reply(3)) as server:
-        transport = CountingAsyncTransport(limits=pool_limits(4))
-        async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
+        client, transport = user_client(library, sync=False, pool=4, pool_timeout_s=1.0)
+        async with client:
             sdk = make_sdk(target, server.url, async_client=client)
             for _ in range(CALLS):
                 assert len(await _read_all_async(sdk)) == 3
