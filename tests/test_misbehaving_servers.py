@@ -180,6 +180,43 @@ def test_retry_after_is_honoured(server: LoopbackServer, target: str, sync: bool
     assert server.connections_accepted == 1
 
 
+# Values upstream raises OverflowError for (its seconds * 1000 is not finite) ...
+OVERFLOWING_RETRY_AFTER = ["inf", "Infinity", "-inf", "1e308"]
+# ... and values it already treats as absent or as no wait: the fork must keep doing so.
+ODD_RETRY_AFTER = ["nan", "-5", "garbage", "", "Fri, 31 Dec 9999 23:59:59 GMT", "Thu, 01 Jan 1970 00:00:00 GMT"]
+
+
+def _odd_retry_after_call(server: LoopbackServer, target: str, sync: bool, value: str) -> Any:
+    # The main client reads retry-after-ms first; without it, every target reads Retry-After.
+    server.reply = error_reply(429, "odd header", headers={"retry-after": value})
+    return call_once(server.url, target, sync=sync, retries=retry_config(target, max_elapsed_ms=300))
+
+
+@pytest.mark.bites
+@pytest.mark.parametrize("value", OVERFLOWING_RETRY_AFTER)
+@pytest.mark.parametrize("sync", MODES)
+@pytest.mark.parametrize("target", TARGETS)
+def test_non_finite_retry_after_ends_in_the_sdks_error(server: LoopbackServer, target: str, sync: bool,
+                                                       value: str) -> None:
+    """Nothing but the SDK's own errors leaves a call: the header is treated as absent and the
+    call ends, within the backoff's max elapsed time, in the SDK's 429 with the server's body."""
+    out = _odd_retry_after_call(server, target, sync, value)
+    assert isinstance(out.error, _sdk_error(target)) and out.error.status_code == 429, repr(out.error)  # type: ignore[attr-defined]
+    assert "odd header" in out.error.body  # type: ignore[attr-defined]
+    assert out.elapsed < 1.5
+    _assert_clean(out)
+
+
+@pytest.mark.parametrize("value", ODD_RETRY_AFTER)
+@pytest.mark.parametrize("sync", MODES)
+@pytest.mark.parametrize("target", TARGETS)
+def test_unusable_retry_after_is_absent_or_capped(server: LoopbackServer, target: str, sync: bool, value: str) -> None:
+    out = _odd_retry_after_call(server, target, sync, value)
+    assert isinstance(out.error, _sdk_error(target)) and out.error.status_code == 429, repr(out.error)  # type: ignore[attr-defined]
+    assert out.elapsed < 1.5, "a far-future date is capped and stops the retry loop at once"
+    _assert_clean(out)
+
+
 @pytest.mark.bites
 @pytest.mark.parametrize("sync", MODES)
 @pytest.mark.parametrize("target", TARGETS)
