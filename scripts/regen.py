@@ -16,6 +16,7 @@ Build-time dependencies: Jinja2, PyYAML, packaging (and tomli on Python < 3.11).
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
 import email.parser
 import hashlib
@@ -23,13 +24,15 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 GEN_YAML = ROOT / "gen.yaml"
@@ -838,15 +841,71 @@ def _relied_fingerprints(tree: Path, config: Config, lock: Dict[str, Any], accep
     return relied
 
 
+class Interrupted(BaseException):
+    """SIGTERM, SIGINT or SIGHUP arrived during a regeneration (see :func:`_interruptible`)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
+
+
+_HELD: List[int] = []  # signals that arrived inside _uninterrupted(), raised when it ends
+_HOLDING = [False]
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Turn SIGTERM, SIGINT and SIGHUP into :class:`Interrupted` while the block runs, so every
+    ``with`` and ``finally`` of the regeneration runs (its temporary directories are removed:
+    the default SIGTERM action would end the process and leave ``src/.regen-*`` behind). Inside
+    :func:`_uninterrupted` the signal is held until that block ends. Only in the main thread
+    (where Python delivers signals); elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if _HOLDING[0]:
+            _HELD.append(signum)
+            return
+        raise Interrupted(signum)
+
+    previous = {}
+    for name in ("SIGTERM", "SIGINT", "SIGHUP"):
+        if hasattr(signal, name):
+            previous[getattr(signal, name)] = signal.signal(getattr(signal, name), handler)
+    try:
+        yield
+    finally:
+        for signum, old_handler in previous.items():
+            signal.signal(signum, old_handler)
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Hold the signals :func:`_interruptible` turns into exceptions until the block ends."""
+    _HOLDING[0] = True
+    try:
+        yield
+    finally:
+        _HOLDING[0] = False
+        if _HELD:
+            signum = _HELD[0]
+            _HELD.clear()
+            raise Interrupted(signum)
+
+
 def _swap_in(staged: Path, out: Path) -> None:
-    """Replace ``out`` by ``staged`` with renames, so ``out`` is never half-written."""
+    """Replace ``out`` by ``staged`` with renames, so ``out`` is never half-written; a signal
+    arriving meanwhile is held until the swap is done."""
     out.parent.mkdir(parents=True, exist_ok=True)
     old = out.with_name(out.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(staged, out)
+    with _uninterrupted():
+        if old.exists():
+            shutil.rmtree(old)
+        if out.exists():
+            os.replace(out, old)
+        os.replace(staged, out)
     if old.exists():
         shutil.rmtree(old)
 
@@ -879,7 +938,7 @@ def regenerate(out: Path = DEFAULT_OUT, pristine: bool = False, accept: bool = F
     sdist = fetch_sdist(config.upstream_name, config.upstream_version, config.sdist_sha256)
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".regen-", dir=out.parent) as tmp:
+    with _interruptible(), tempfile.TemporaryDirectory(prefix=".regen-", dir=out.parent) as tmp:
         root = extract_sdist(sdist, Path(tmp) / "sdist")
         staged = Path(tmp) / "tree"
         result = build_tree(staged, config, root, pristine, accept)
@@ -982,6 +1041,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except RegenError as exc:
         print(f"regenerate: error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(f"regenerate: {exc}; the temporary files were removed and {args.out} was left as it was "
+              "(or, when the signal came during the final swap, replaced whole)", file=sys.stderr)
+        return 128 + exc.signum
     kind = "pristine upstream" if args.pristine else "patched"
     print(f"wrote {kind} {result.config.upstream_name} {result.config.upstream_version} tree to {result.out}")
     for path in sorted(result.rendered_hashes):

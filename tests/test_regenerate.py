@@ -249,3 +249,36 @@ def test_pristine_and_accept_upstream_refused(tmp_path: Path, out: Path) -> None
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "regenerate"), "--pristine", "--accept-upstream",
                            "--out", str(tmp_path / "p" / "mistralai")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "do not go together" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_interrupted_regeneration_leaves_nothing_behind(tmp_path: Path, signame: str) -> None:
+    """A signal while the tree is being built: the temporary directory is removed and the output
+    is left as it was (or, had the signal come during the final swap, replaced whole). Whatever
+    the timing, nothing is left behind; the test needs one run that was really interrupted."""
+    import signal
+    import time
+
+    regen.fetch_sdist(*(lambda c: (c.upstream_name, c.upstream_version, c.sdist_sha256))(regen.load_config()))
+    for attempt in range(5):
+        parent = tmp_path / f"try{attempt}"
+        tree = parent / "mistralai"
+        tree.mkdir(parents=True)
+        (tree / "sentinel.txt").write_text("before")
+        proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "regenerate"), "--pristine", "--out", str(tree)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not list(parent.glob(".regen-*")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        proc.send_signal(getattr(signal, signame))
+        _, err = proc.communicate(timeout=60)
+        leftovers = sorted(p.name for p in parent.iterdir() if p.name != "mistralai")
+        assert leftovers == [], leftovers
+        if proc.returncode == 0:  # finished before the signal: the new tree, whole
+            assert (tree / "client" / "basesdk.py").is_file() and not (tree / "sentinel.txt").exists()
+            continue
+        assert proc.returncode == 128 + getattr(signal, signame), err
+        assert "Traceback" not in err and "left as it was" in err
+        assert [p.name for p in tree.iterdir()] == ["sentinel.txt"] or (tree / "client" / "basesdk.py").is_file()
+        return
+    pytest.fail("the regeneration finished before the signal in 5 tries")
