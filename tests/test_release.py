@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -106,3 +106,58 @@ def test_deadline_capped_by_read_timeout() -> None:
     req = httpx.Request("GET", "http://x", extensions={"timeout": {"read": 0.25}})
     res = httpx.Response(500, stream=TrackedBody(), request=req)
     assert release._deadline_s(res, None) == 0.25
+
+
+class _SlowClose(httpx.AsyncByteStream):
+    """A body whose close takes 100 ms (as a close that gives a connection back may await), and
+    may fail."""
+
+    def __init__(self, fails: bool = False) -> None:
+        self.fails = fails
+        self.close_finished = False
+
+    async def __aiter__(self) -> Any:
+        yield b"x"
+
+    async def aclose(self) -> None:
+        await asyncio.sleep(0.1)
+        self.close_finished = True
+        if self.fails:
+            raise RuntimeError("close failed")
+
+
+@pytest.mark.parametrize("how", ["task_cancel", "cancel_twice", "asyncio_timeout", "wait_for"])
+async def test_close_now_async_is_not_cut_short_by_asyncio_cancellation(how: str) -> None:
+    """asyncio's own cancellation (which anyio's shield does not hold off) waits for the close to
+    finish and is then re-raised: the connection is given back before the caller unwinds."""
+    stream = _SlowClose()
+    response = httpx.Response(200, stream=stream)
+    if how == "asyncio_timeout":
+        if not hasattr(asyncio, "timeout"):
+            pytest.skip("asyncio.timeout is Python >= 3.11")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.02):
+                await release.close_now_async(response)
+    elif how == "wait_for":
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(release.close_now_async(response), 0.02)
+    else:
+        task = asyncio.ensure_future(release.close_now_async(response))
+        await asyncio.sleep(0.02)
+        task.cancel()
+        if how == "cancel_twice":
+            await asyncio.sleep(0.02)
+            task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert stream.close_finished and response.is_closed
+
+
+async def test_close_now_async_keeps_the_cancellation_when_the_close_fails() -> None:
+    response = httpx.Response(200, stream=_SlowClose(fails=True))
+    task = asyncio.ensure_future(release.close_now_async(response))
+    await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await release.close_now_async(httpx.Response(200, stream=_SlowClose(fails=True)))  # swallowed, as before

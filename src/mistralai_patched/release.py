@@ -20,6 +20,7 @@ a line generated for httpx and the other way round.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import sys
 import time
@@ -305,14 +306,48 @@ def close_now(response: Optional[httpx.Response]) -> None:
 
 
 async def close_now_async(response: Optional[httpx.Response]) -> None:
-    """Async twin of :func:`close_now`; shielded so a pending cancellation cannot skip it."""
+    """Async twin of :func:`close_now`, which a cancellation cannot cut short.
+
+    On asyncio the close runs as a task of its own and is awaited to its end through any number
+    of cancellations (``task.cancel()``, ``asyncio.timeout``, ``asyncio.wait_for``), which are
+    re-raised once it is done: ``anyio.CancelScope(shield=True)`` does not hold off asyncio's own
+    cancellation, and httpx marks the response closed before its stream's ``aclose`` (which
+    gives the connection back to the pool) has run. On other event loops (trio) anyio's shield
+    does hold.
+
+    Raises:
+        asyncio.CancelledError: the caller was cancelled meanwhile (after the close finished).
+    """
     if response is None or response.is_closed:
         return
     try:
-        with anyio.CancelScope(shield=True):
-            await response.aclose()
+        await _uncancellable(response.aclose)
     except Exception:  # pylint: disable=broad-exception-caught
         pass
+
+
+async def _uncancellable(close: Any) -> None:
+    """Await ``close()`` to its end whatever cancellations arrive; re-raise the first after."""
+    try:
+        asyncio.current_task()
+    except RuntimeError:  # not asyncio (trio): anyio's shield holds off its cancellation
+        with anyio.CancelScope(shield=True):
+            await close()
+        return
+    task = asyncio.ensure_future(close())
+    cancelled: Optional[BaseException] = None
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            cancelled = cancelled or exc
+        except Exception:  # the close's own error: task.result() below raises it, unless cancelled
+            break
+    if cancelled is not None:
+        if not task.cancelled():
+            task.exception()  # retrieved: the close's own error gives way to the cancellation
+        raise cancelled
+    task.result()
 
 
 def error_body(response: httpx.Response, result: DrainResult) -> str:
