@@ -938,7 +938,9 @@ def regenerate(out: Path = DEFAULT_OUT, pristine: bool = False, accept: bool = F
     sdist = fetch_sdist(config.upstream_name, config.upstream_version, config.sdist_sha256)
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    with _interruptible(), tempfile.TemporaryDirectory(prefix=".regen-", dir=out.parent) as tmp:
+    with _interruptible(), contextlib.ExitStack() as stack:
+        with _uninterrupted():  # no signal between creating the directory and owning its removal
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix=".regen-", dir=out.parent))
         root = extract_sdist(sdist, Path(tmp) / "sdist")
         staged = Path(tmp) / "tree"
         result = build_tree(staged, config, root, pristine, accept)
