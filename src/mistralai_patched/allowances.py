@@ -29,7 +29,7 @@ after ``[DONE]``, closing them unread) fails it exactly. Async clients have no s
 
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Mapping, Optional, Union
+from typing import Any, Iterable, List, Mapping, Union
 
 #: Exception class names the httpcore sync-pool race produces (see the module docstring).
 HTTPCORE_SYNC_POOL_RACE_ERRORS = ("ReadError", "RemoteProtocolError", "WriteError")
@@ -53,24 +53,6 @@ def race_errors(outcomes: Outcomes, sync: bool = True) -> int:
     return sum(1 for exc in outcomes if type(exc).__name__ in HTTPCORE_SYNC_POOL_RACE_ERRORS)
 
 
-def connections_allowed(pool: int, sync: bool) -> Optional[int]:
-    """The most TCP connections a gate accepts: the pool size through an async client; no bound
-    (``None``) through a sync client shared by threads, whose pool replaces connections on its
-    own (see the module docstring): there, responses closed unread must be 0 instead.
-
-    Args:
-        pool: ``max_connections`` of the client's pool.
-        sync: Whether the calls went through a sync client from several threads.
-    """
-    return None if sync else pool
-
-
-def within_connections(tcp_connections: int, pool: int, sync: bool) -> bool:
-    """Whether ``tcp_connections`` meets :func:`connections_allowed`."""
-    allowed = connections_allowed(pool, sync)
-    return allowed is None or tcp_connections <= allowed
-
-
 def reuse_problems(pool: int, sync: bool, tcp_connections: int, closed_unread: int, read_failed: int) -> List[str]:
     """What breaks the connection-reuse gate, in words; empty when it holds (the rule of the
     module docstring).
@@ -88,6 +70,6 @@ def reuse_problems(pool: int, sync: bool, tcp_connections: int, closed_unread: i
         problems.append(f"{closed_unread} response(s) closed before their body ended (each costs its connection)")
     if read_failed and not sync:
         problems.append(f"{read_failed} body read(s) failed through an async client")
-    if not within_connections(tcp_connections, pool, sync):
+    if not sync and tcp_connections > pool:  # sync: the pool replaces connections on its own
         problems.append(f"{tcp_connections} TCP connections for a pool of {pool}")
     return problems

@@ -330,8 +330,8 @@ def counting_transports(library: ModuleType) -> Tuple[type, type]:
     closed (``responses_left_open``), those closed before their body was read to the end while
     it was still readable (``responses_closed_unread``: each costs its connection, which the pool
     then discards), and those whose body read failed (``responses_read_failed``: the connection
-    was already broken), and keeping the pool for :func:`pool_state`. They take the library's transport arguments
-    (``limits=``, ``http2=``, …)."""
+    was already broken), and keeping the pool for :func:`pool_state`. They take the library's
+    transport arguments (``limits=``, ``http2=``, …)."""
     tracked_sync = type("_TrackedSyncStream", (_TrackedSync, library.SyncByteStream), {})
     tracked_async = type("_TrackedAsyncStream", (_TrackedAsync, library.AsyncByteStream), {})
 

@@ -120,7 +120,8 @@ def http_library(obj: Any) -> ModuleType:
     """
     for cls in type(obj).__mro__:
         module = sys.modules.get(cls.__module__.partition(".")[0])
-        if module is not None and all(hasattr(module, n) for n in ("SyncByteStream", "AsyncByteStream", "ResponseNotRead")):
+        api = ("SyncByteStream", "AsyncByteStream", "ResponseNotRead")
+        if module is not None and all(hasattr(module, name) for name in api):
             return module
     raise TypeError(f"{type(obj).__module__}.{type(obj).__qualname__} is not an object of httpx or httpx2")
 
