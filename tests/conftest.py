@@ -2,6 +2,10 @@
 
 Set ``MISTRALAI_PATCHED_PRISTINE=1`` (scripts/prove-tests-bite does) when the ``mistralai``
 package under test is the pristine upstream tree: packaging tests are then skipped.
+
+The suite tests the release line that is built (``src/mistralai_patched/_build_info.json``):
+``httpx`` below is that line's HTTP library, imported under the name upstream's own code uses
+(2.x: ``import httpx``; 3.x: ``import httpx2 as httpx``). Tests import it from here.
 """
 
 from __future__ import annotations
@@ -11,10 +15,14 @@ import threading
 from types import ModuleType
 from typing import Any, AsyncIterator, Iterator, List, Optional, Tuple
 
-import httpx
 import pytest
 
+from mistralai_patched import build_info, line_library
 from mistralai_patched.selftest import make_sdk, retry_config
+
+httpx = line_library()
+"""The built line's HTTP library (the ``httpx`` module on 2.x, ``httpx2`` on 3.x)."""
+LINE = build_info().get("line", "?")
 
 TARGETS = ["mistral", "azure", "gcp"]
 PRISTINE = os.environ.get("MISTRALAI_PATCHED_PRISTINE") == "1"
@@ -31,17 +39,22 @@ def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
             item.add_marker(skip)
 
 
-@pytest.fixture(params=["httpx", "httpx2"])
+CLIENT_LIBRARIES = ["httpx", "httpx2"] if httpx.__name__ == "httpx" else ["httpx2"]
+"""Libraries of the clients a user may pass: on the 2.x line (httpx), httpx and httpx2 (its
+continuation, with its own classes; frameworks built on it pass such clients), as upstream 2.x
+accepts both; on the 3.x line, httpx2 (upstream 3.x catches httpx2's exception classes only)."""
+
+
+@pytest.fixture(params=CLIENT_LIBRARIES)
 def library(request: Any) -> ModuleType:
-    """The HTTP library of the client the user passes: httpx, or httpx2 (its continuation, with
-    its own classes; frameworks built on it pass such clients). The GCP client is skipped with
-    httpx2: upstream 2.10.1's GCP hook (``mistralai/gcp/client/_hooks/registration.py``)
-    rebuilds every request as an ``httpx.Request``, which an httpx2 client cannot send, with or
-    without the fork."""
-    if request.param == "httpx2" and getattr(request.node, "callspec", None) is not None \
+    """The HTTP library of the client the user passes (see :data:`CLIENT_LIBRARIES`). The GCP
+    client is skipped with the other line's library: upstream's GCP hook
+    (``mistralai/gcp/client/_hooks/registration.py``) rebuilds every request as a ``Request`` of
+    the line's library, which a client of the other cannot send, with or without the fork."""
+    if request.param != httpx.__name__ and getattr(request.node, "callspec", None) is not None \
             and request.node.callspec.params.get("target") == "gcp":
-        pytest.skip("upstream 2.10.1's GCP hook rebuilds requests as httpx.Request (conftest.library)")
-    return httpx if request.param == "httpx" else pytest.importorskip("httpx2")
+        pytest.skip(f"upstream's GCP hook rebuilds requests as {httpx.__name__}.Request (conftest.library)")
+    return httpx if request.param == httpx.__name__ else pytest.importorskip(request.param)
 
 
 def user_client(library: ModuleType, sync: bool, pool: int, timeout_s: float = 5.0,
@@ -168,7 +181,7 @@ SSE_OK = (
 
 
 __all__ = [
-    "TARGETS", "PRISTINE", "MESSAGES", "ERROR_BODY", "SSE_OK", "HookError", "Hooks", "install_hooks",
+    "TARGETS", "PRISTINE", "LINE", "httpx", "CLIENT_LIBRARIES", "MESSAGES", "ERROR_BODY", "SSE_OK", "HookError", "Hooks", "install_hooks",
     "expected_error", "TrackedBody", "cancel_while_hook_runs", "make_sdk", "retry_config",
 ]
 

@@ -20,7 +20,7 @@ import random
 import sys
 from typing import Any, AsyncIterator, Dict, Iterator, List
 
-import httpx
+from conftest import httpx  # the line's HTTP library (2.x: httpx; 3.x: httpx2, as upstream imports it)
 
 from mistralai_patched.selftest import TARGETS, target_module
 

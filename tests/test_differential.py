@@ -16,7 +16,7 @@ from typing import Any, Dict, List
 import pytest
 
 import differential
-from mistralai_patched import fastpath
+from mistralai_patched import built_line, fastpath
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def upstream_results(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
     tree = tmp_path_factory.mktemp("pristine")
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "regenerate"), "--pristine", "--out",
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "regenerate"), "--pristine", "--upstream", built_line(), "--out",
                     str(tree / "mistralai")], check=True, stdout=subprocess.DEVNULL)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree), str(ROOT / "tests")]),
                MISTRALAI_PATCHED_NO_CLOBBER_WARNING="1")  # the pristine tree is unpatched on purpose

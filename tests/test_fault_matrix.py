@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator, Tuple
 
-import httpx
+from conftest import httpx  # the line's HTTP library (2.x: httpx; 3.x: httpx2, as upstream imports it)
 import pytest
 
 from conftest import TARGETS, HookError, Hooks, call_once, install_hooks

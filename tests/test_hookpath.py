@@ -4,7 +4,7 @@ Upstream runs every hook chain of an async call in a worker thread (``run_sync_i
 fork runs it on the event loop when every registered hook is one of upstream's own, on a path
 that does no I/O; any other hook, or an upstream hook about to do I/O (telemetry on, workflow
 encoding configured, a deprecation header to log), keeps upstream's thread. Thread hops are
-counted by wrapping the target's ``basesdk.run_sync_in_thread``; respx answers.
+counted by wrapping the target's ``basesdk.run_sync_in_thread``; the HTTP library's own ``MockTransport`` answers.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import logging
 import threading
 from typing import Any, Iterator, List, Tuple
 
-import httpx
+from conftest import httpx  # the line's HTTP library (2.x: httpx; 3.x: httpx2, as upstream imports it)
 import pytest
-import respx
 
 from conftest import ERROR_BODY, MESSAGES, SSE_OK, TARGETS, make_sdk
 from mistralai_patched import hookpath
@@ -48,7 +47,10 @@ def hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[Tuple[str, str]]]:
     yield seen
 
 
-def _routes(router: respx.MockRouter, status: int = 200, headers: Any = None) -> None:
+def _answers(status: int = 200, headers: Any = None) -> Any:
+    """The library's own mock transport answering every request (see tests/test_leak_paths_mock.py
+    for why not respx)."""
+
     def answer(request: httpx.Request) -> httpx.Response:
         if status != 200:
             return httpx.Response(status, headers={"content-type": "application/json"}, content=ERROR_BODY)
@@ -57,7 +59,7 @@ def _routes(router: respx.MockRouter, status: int = 200, headers: Any = None) ->
                                   content=SSE_OK)
         return httpx.Response(200, headers=headers or {}, json=COMPLETION)
 
-    router.route().mock(side_effect=answer)
+    return httpx.MockTransport(answer)
 
 
 async def _stream(sdk: Any) -> int:
@@ -68,15 +70,13 @@ async def _stream(sdk: Any) -> int:
 @pytest.mark.bites
 @pytest.mark.parametrize("target", TARGETS)
 async def test_default_hooks_run_on_the_event_loop(target: str, hops: List[Tuple[str, str]]) -> None:
-    with respx.mock(base_url=URL) as router:
-        _routes(router)
-        async with httpx.AsyncClient() as client:
-            sdk = make_sdk(target, URL, async_client=client)
-            assert await _stream(sdk) == 1  # the first call resolves telemetry settings (may do I/O)
-            hops.clear()
-            for _ in range(3):
-                assert await _stream(sdk) == 1
-                assert (await sdk.chat.complete_async(model="m", messages=MESSAGES)).choices[0].message.content == "hi"
+    async with httpx.AsyncClient(transport=_answers()) as client:
+        sdk = make_sdk(target, URL, async_client=client)
+        assert await _stream(sdk) == 1  # the first call resolves telemetry settings (may do I/O)
+        hops.clear()
+        for _ in range(3):
+            assert await _stream(sdk) == 1
+            assert (await sdk.chat.complete_async(model="m", messages=MESSAGES)).choices[0].message.content == "hi"
     assert hops == []
 
 
@@ -84,16 +84,14 @@ async def test_default_hooks_run_on_the_event_loop(target: str, hops: List[Tuple
 @pytest.mark.parametrize("target", TARGETS)
 async def test_error_path_hooks_run_on_the_event_loop_and_keep_the_body(target: str,
                                                                         hops: List[Tuple[str, str]]) -> None:
-    with respx.mock(base_url=URL) as router:
-        _routes(router, status=429)
-        async with httpx.AsyncClient() as client:
-            sdk = make_sdk(target, URL, async_client=client)
-            for attempt in range(3):
-                with pytest.raises(Exception) as info:
-                    await _stream(sdk)
-                assert info.value.status_code == 429 and "boom from the server" in info.value.body
-                if attempt == 0:
-                    hops.clear()
+    async with httpx.AsyncClient(transport=_answers(status=429)) as client:
+        sdk = make_sdk(target, URL, async_client=client)
+        for attempt in range(3):
+            with pytest.raises(Exception) as info:
+                await _stream(sdk)
+            assert info.value.status_code == 429 and "boom from the server" in info.value.body
+            if attempt == 0:
+                hops.clear()
     assert hops == []
 
 
@@ -109,13 +107,11 @@ class _UserHook:
 @pytest.mark.parametrize("target", TARGETS)
 async def test_a_user_hook_keeps_upstreams_worker_thread(target: str, hops: List[Tuple[str, str]]) -> None:
     hook = _UserHook()
-    with respx.mock(base_url=URL) as router:
-        _routes(router)
-        async with httpx.AsyncClient() as client:
-            sdk = make_sdk(target, URL, async_client=client)
-            sdk.sdk_configuration.__dict__["_hooks"].register_before_request_hook(hook)
-            for _ in range(2):
-                assert await _stream(sdk) == 1
+    async with httpx.AsyncClient(transport=_answers()) as client:
+        sdk = make_sdk(target, URL, async_client=client)
+        sdk.sdk_configuration.__dict__["_hooks"].register_before_request_hook(hook)
+        for _ in range(2):
+            assert await _stream(sdk) == 1
     assert len(hook.threads) == 2 and threading.current_thread().name not in hook.threads
     assert [name for _, name in hops].count("before_request") == 2
 
@@ -125,14 +121,12 @@ async def test_telemetry_on_keeps_the_thread_for_the_tracing_hook(hops: List[Tup
 
     from mistralai.extra.observability.telemetry import configure_telemetry
 
-    with respx.mock(base_url=URL) as router:
-        _routes(router)
-        async with httpx.AsyncClient() as client:
-            sdk = make_sdk("mistral", URL, async_client=client)
-            assert await _stream(sdk) == 1
-            configure_telemetry(sdk, provider=NoOpTracerProvider())
-            hops.clear()
-            assert await _stream(sdk) == 1
+    async with httpx.AsyncClient(transport=_answers()) as client:
+        sdk = make_sdk("mistral", URL, async_client=client)
+        assert await _stream(sdk) == 1
+        configure_telemetry(sdk, provider=NoOpTracerProvider())
+        hops.clear()
+        assert await _stream(sdk) == 1
     assert [name for _, name in hops] == ["before_request", "after_success"]
 
 
@@ -140,26 +134,22 @@ async def test_workflow_encoding_configured_keeps_the_thread(hops: List[Tuple[st
     from mistralai.client._hooks.workflow_encoding_hook import configure_workflow_encoding
     from mistralai.extra.workflows.encoding.config import WorkflowEncodingConfig
 
-    with respx.mock(base_url=URL) as router:
-        _routes(router)
-        async with httpx.AsyncClient() as client:
-            sdk = make_sdk("mistral", URL, async_client=client)
-            configure_workflow_encoding(WorkflowEncodingConfig(), "ns", sdk.sdk_configuration)
-            for _ in range(2):
-                assert await _stream(sdk) == 1
+    async with httpx.AsyncClient(transport=_answers()) as client:
+        sdk = make_sdk("mistral", URL, async_client=client)
+        configure_workflow_encoding(WorkflowEncodingConfig(), "ns", sdk.sdk_configuration)
+        for _ in range(2):
+            assert await _stream(sdk) == 1
     assert [name for _, name in hops][-2:] == ["before_request", "after_success"]
 
 
 async def test_deprecation_header_keeps_the_thread_and_still_warns(hops: List[Tuple[str, str]],
                                                                    caplog: pytest.LogCaptureFixture) -> None:
-    with respx.mock(base_url=URL) as router:
-        _routes(router, headers={"x-model-deprecation-timestamp": "2027-01-01"})
-        async with httpx.AsyncClient() as client:
-            sdk = make_sdk("mistral", URL, async_client=client)
+    async with httpx.AsyncClient(transport=_answers(headers={"x-model-deprecation-timestamp": "2027-01-01"})) as client:
+        sdk = make_sdk("mistral", URL, async_client=client)
+        await sdk.chat.complete_async(model="m", messages=MESSAGES)
+        hops.clear()
+        with caplog.at_level(logging.WARNING):
             await sdk.chat.complete_async(model="m", messages=MESSAGES)
-            hops.clear()
-            with caplog.at_level(logging.WARNING):
-                await sdk.chat.complete_async(model="m", messages=MESSAGES)
     assert [name for _, name in hops] == ["after_success"]
     assert any("deprecated" in r.getMessage() and r.threadName != threading.current_thread().name
                for r in caplog.records)

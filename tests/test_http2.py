@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
-import httpx
+from conftest import httpx  # the line's HTTP library (2.x: httpx; 3.x: httpx2, as upstream imports it)
 import pytest
 
 from conftest import MESSAGES, TARGETS, make_sdk

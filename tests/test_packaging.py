@@ -39,7 +39,7 @@ ADDED_PREFIXES = ("mistralai_patched/", "mistralai_patched-")
 def test_distribution_name_and_version() -> None:
     """mistralai-patched is <upstream>.post<revision>; the drop-in is <upstream>+patched.<revision>."""
     info = build_info()
-    config = regen.load_config()
+    config = regen.load_config().lines[build_info()["line"]]
     version = Version(info["version"])
     base = Version(info["upstream"]["version"])
     assert version > base and version.base_version == base.base_version
@@ -55,7 +55,10 @@ def test_distribution_name_and_version() -> None:
 def test_dependencies_come_from_upstream_metadata() -> None:
     requires = md.requires(build_info()["distribution"]) or []
     names = {r.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].strip().lower() for r in requires}
-    assert {"httpx", "pydantic", "opentelemetry-api", "google-auth"} <= names
+    library = build_info()["http_library"]
+    assert {library, "pydantic", "opentelemetry-api", "google-auth"} <= names
+    if library == "httpx2":  # the 3.x line requires neither httpx nor httpcore
+        assert not {"httpx", "httpcore"} & names, names
     assert any("extra == \"gcp\"" in r or "extra == 'gcp'" in r for r in requires)
     assert not any("mistralai[" in r or r.startswith("mistralai ") for r in requires), "no self-reference to upstream"
 
@@ -97,12 +100,10 @@ def test_rendered_files_keep_header_and_say_modified() -> None:
 
 def test_lock_records_what_is_rendered() -> None:
     """Changing a template without recording it in gen.lock is caught here."""
-    import yaml
-
-    lock = yaml.safe_load((ROOT / ".speakeasy" / "gen.lock").read_text())
+    lock = regen.read_lock(regen.LOCK).lines[build_info()["line"]]
     recorded = {
         f"{pkg.replace('.', '/')}/{path}": entry["rendered"].split(":", 1)[1]
-        for pkg, files in lock["targets"].items() for path, entry in files.items()
+        for pkg, files in lock.targets.items() for path, entry in files.items()
     }
     assert recorded == build_info()["rendered"]
 
@@ -182,12 +183,13 @@ def test_drop_in_version_sorts_after_upstream_and_meets_its_pins() -> None:
     """Other packages' ``mistralai`` requirements pick the drop-in over upstream's release."""
     from packaging.specifiers import SpecifierSet
 
-    config = regen.load_config()
+    config = regen.load_config().lines[build_info()["line"]]
     drop_in, base = Version(config.drop_in_version), Version(config.upstream_version)
     assert drop_in > base and drop_in.public == str(base) and drop_in.local
     nxt = f"{base.major}.{base.minor}.{base.micro + 1}"
-    # mistralai-evaluations, mistralai-agents, openinference[instruments], exact pins
-    for spec in [">=2.7.1,<3.0.0", ">=2.8.0,<3", ">=2.0.0", f"=={base}", f"<{nxt}", f"~={base.major}.{base.minor}"]:
+    # mistralai-evaluations, mistralai-agents, openinference[instruments] (2.x), exact pins
+    dependents = [">=2.7.1,<3.0.0", ">=2.8.0,<3"] if base.major == 2 else [">=3.0.0,<4", ">=3"]
+    for spec in dependents + [">=2.0.0", f"=={base}", f"<{nxt}", f"~={base.major}.{base.minor}"]:
         assert SpecifierSet(spec).contains(drop_in, prereleases=False), spec
     assert max([base, drop_in]) == drop_in
 
@@ -196,7 +198,7 @@ def test_drop_in_version_sorts_after_upstream_and_meets_its_pins() -> None:
 def test_drop_in_wheel_is_the_same_tree_under_upstreams_name() -> None:
     """Same files, byte for byte, as mistralai-patched's; only the name, version and record differ."""
     assert DROP_IN_WHEEL is not None
-    config = regen.load_config()
+    config = regen.load_config().lines[build_info()["line"]]
     drop_in = _wheel_hashes(DROP_IN_WHEEL)
     ours = _our_hashes()
     info_path = "mistralai_patched/_build_info.json"

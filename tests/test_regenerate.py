@@ -45,13 +45,13 @@ def test_malformed_yaml(tmp_path: Path, out: Path) -> None:
 
 def test_missing_field(tmp_path: Path, out: Path) -> None:
     text = (ROOT / "gen.yaml").read_text().replace("  sdist_sha256:", "  sha:")
-    with pytest.raises(regen.RegenError, match=r"`upstream.sdist_sha256` is missing"):
+    with pytest.raises(regen.RegenError, match=r"`lines\.3\.x\.upstream\.sdist_sha256` is missing"):
         regen.regenerate(out, config_path=_gen_yaml(tmp_path, text))
     assert _unchanged(out)
 
 
 def test_sha256_mismatch(tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    good = regen.load_config().sdist_sha256
+    good = regen.load_line().sdist_sha256
     text = (ROOT / "gen.yaml").read_text().replace(good, "ab" * 32)
     with pytest.raises(regen.RegenError, match="sha256") as info:
         regen.regenerate(out, config_path=_gen_yaml(tmp_path, text))
@@ -79,16 +79,15 @@ def _regenerate_against_changed_print(tmp_path: Path, out: Path, monkeypatch: py
     lock = tmp_path / "gen.lock"
     changed = regen.LOCK.read_text().replace(unit_print, "sha256:" + "1" * 64)
     lock.write_text(changed)
-    monkeypatch.setattr(regen, "LOCK", lock)
     with pytest.raises(regen.RegenError) as info:
-        regen.regenerate(out)
+        regen.regenerate(out, lock_path=lock)
     assert _unchanged(out)
     assert lock.read_text() == changed
     return str(info.value)
 
 
 def test_upstream_change_to_a_replaced_unit(tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    unit_print = regen.read_lock()["targets"]["mistralai.azure.client"]["utils/retries.py"]["units"]["retry"]
+    unit_print = regen.read_lock(regen.LOCK).line(regen.load_line()).unit("mistralai.azure.client", "utils/retries.py", "retry")
     message = _regenerate_against_changed_print(tmp_path, out, monkeypatch, unit_print)
     assert "mistralai.azure.client/utils/retries.py: retry" in message
     assert "--accept-upstream" in message and "Nothing was written" in message
@@ -96,7 +95,7 @@ def test_upstream_change_to_a_replaced_unit(tmp_path: Path, out: Path, monkeypat
 
 def test_upstream_change_to_a_relied_on_unit(tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A unit the hook fast path assumes (gen.yaml `relies_on`) is locked like a replaced one."""
-    unit_print = regen.read_lock()["relies_on"]["client/_hooks/tracing.py"]["TracingHook.before_request"]
+    unit_print = regen.read_lock(regen.LOCK).line(regen.load_line()).relied("client/_hooks/tracing.py", "TracingHook.before_request")
     message = _regenerate_against_changed_print(tmp_path, out, monkeypatch, unit_print)
     assert "mistralai/client/_hooks/tracing.py: TracingHook.before_request (relied on)" in message
     assert "hookpath.py" in message and "--accept-upstream" in message and "Nothing was written" in message
@@ -104,8 +103,9 @@ def test_upstream_change_to_a_relied_on_unit(tmp_path: Path, out: Path, monkeypa
 
 def test_upstream_change_to_a_modules_imports(tmp_path: Path) -> None:
     """What 3.x did to every module we replace units in: ``import httpx`` became
-    ``import httpx2 as httpx``, no unit body changed. The lock must see it, with the diff."""
-    config = regen.load_config()
+    ``import httpx2 as httpx``, no unit body changed. The lock must see it, with the diff (shown
+    on the 2.x line, whose modules still ``import httpx``)."""
+    config = regen.load_config().lines["2.x"]
     sdist = regen.fetch_sdist(config.upstream_name, config.upstream_version, config.sdist_sha256)
     root = regen.extract_sdist(sdist, tmp_path / "sdist")
     module = root / "src" / "mistralai" / "client" / "utils" / "retries.py"
@@ -120,10 +120,48 @@ def test_upstream_change_to_a_modules_imports(tmp_path: Path) -> None:
     assert "mistralai.azure.client" not in message, "only the changed module is reported"
 
 
-def test_relied_on_modules_imports_are_locked() -> None:
-    lock = regen.read_lock()
-    assert all(regen.IMPORTS_UNIT in units for units in lock["relies_on"].values())
-    assert all(regen.IMPORTS_UNIT in entry["units"] for files in lock["targets"].values() for entry in files.values())
+def test_every_line_locks_its_modules_imports() -> None:
+    lock = regen.read_lock(regen.LOCK)
+    assert sorted(lock.lines) == sorted(regen.load_config().lines)
+    for entry in lock.lines.values():
+        assert all(regen.IMPORTS_UNIT in units for units in entry.relies_on.values())
+        assert all(regen.IMPORTS_UNIT in e["units"] for files in entry.targets.values() for e in files.values())
+
+
+def test_3x_registers_the_service_account_hook_and_locks_it() -> None:
+    """Relied-on units include 3.x's hook registrations (ServiceAccountAuthHook, 3.0.0)."""
+    entry = regen.read_lock(regen.LOCK).lines["3.x"]
+    assert "init_hooks" in entry.relies_on["client/_hooks/registration.py"]
+    assert "ServiceAccountAuthHook.before_request" in entry.relies_on["client/_hooks/service_account_auth.py"]
+
+
+def test_line_selection(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = regen.load_config()
+    monkeypatch.delenv(regen.UPSTREAM_ENV, raising=False)
+    assert config.line().name == config.default_line == "3.x"
+    assert config.line().version == "3.7.0.post1" and config.line().drop_in_version == "3.7.0+patched.1"
+    assert config.line().http_library == "httpx2"
+    monkeypatch.setenv(regen.UPSTREAM_ENV, "2.10.1")
+    assert config.line().name == "2.x" and config.line().version == "2.10.1.post5"
+    assert config.line().drop_in_version == "2.10.1+patched.5" and config.line().http_library == "httpx"
+    assert config.line("3.x").upstream_version == "3.7.0"
+    monkeypatch.setenv(regen.UPSTREAM_ENV, "9.9.9")
+    with pytest.raises(regen.RegenError, match=r"MISTRALAI_PATCHED_UPSTREAM='9.9.9' names no release line.*3.x \(upstream 3.7.0\)"):
+        config.line()
+
+
+def test_unknown_line_leaves_the_tree(out: Path) -> None:
+    with pytest.raises(regen.RegenError, match="--upstream='4.x' names no release line"):
+        regen.regenerate(out, upstream="4.x")
+    assert _unchanged(out)
+
+
+def test_line_library_checked_against_upstream_metadata(tmp_path: Path, out: Path) -> None:
+    """gen.yaml says which HTTP library a line runs on; upstream's dependencies must agree."""
+    text = (ROOT / "gen.yaml").read_text().replace("http_library: httpx2", "http_library: httpx")
+    with pytest.raises(regen.RegenError, match="runs on httpx, but upstream 3.7.0 depends on none"):
+        regen.regenerate(out, config_path=_gen_yaml(tmp_path, text), upstream="3.x")
+    assert _unchanged(out)
 
 
 def test_relied_on_unit_that_upstream_no_longer_has(tmp_path: Path, out: Path) -> None:
@@ -214,7 +252,7 @@ def test_locked_text_of_an_added_method_is_its_class() -> None:
 
 
 def test_variant_of_each_distribution_name() -> None:
-    config = regen.load_config()
+    config = regen.load_line()
     assert config.variant("mistralai-patched") == ("patched", config.version)
     assert config.variant("Mistralai_Patched") == ("patched", config.version)
     assert config.variant(config.drop_in_name) == ("drop-in", config.drop_in_version)
@@ -259,7 +297,7 @@ def test_interrupted_regeneration_leaves_nothing_behind(tmp_path: Path, signame:
     import signal
     import time
 
-    regen.fetch_sdist(*(lambda c: (c.upstream_name, c.upstream_version, c.sdist_sha256))(regen.load_config()))
+    regen.fetch_sdist(*(lambda c: (c.upstream_name, c.upstream_version, c.sdist_sha256))(regen.load_line()))
     for attempt in range(5):
         parent = tmp_path / f"try{attempt}"
         tree = parent / "mistralai"

@@ -15,7 +15,7 @@ import time
 from types import ModuleType
 from typing import Any, List
 
-import httpx
+from conftest import httpx  # the line's HTTP library (2.x: httpx; 3.x: httpx2, as upstream imports it)
 import pytest
 
 from conftest import MESSAGES, TARGETS, make_sdk, user_client

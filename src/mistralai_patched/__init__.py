@@ -8,9 +8,11 @@ documents it: ``from mistralai.client import Mistral``.
 
 from __future__ import annotations
 
+import importlib
 import json
 from importlib import resources
-from typing import Any, Dict
+from types import ModuleType
+from typing import Any, Dict, Tuple
 
 
 def build_info() -> Dict[str, Any]:
@@ -22,6 +24,35 @@ def build_info() -> Dict[str, Any]:
         return json.loads(resources.files(__name__).joinpath("_build_info.json").read_text("utf-8"))
     except (OSError, ValueError):
         return {}
+
+
+def line_library() -> ModuleType:
+    """The HTTP library module (``httpx`` or ``httpx2``) the installed release line's upstream
+    code is generated against (gen.yaml ``http_library``; 2.x: httpx, 3.x: httpx2), imported on
+    first call. The default for our own clients (``selftest``, the loopback helpers); the SDK's
+    runtime helpers never use it, they work with the library of the client in hand.
+
+    Raises:
+        ImportError: the library is not installed (a broken install: upstream requires it).
+    """
+    return importlib.import_module(build_info().get("http_library") or "httpx")
+
+
+def built_line() -> str:
+    """Name of the release line this copy was built for (gen.yaml ``lines``: ``3.x``, ``2.x``).
+
+    Raises:
+        RuntimeError: this copy has no build record (not built by the regeneration).
+    """
+    line = build_info().get("line")
+    if not isinstance(line, str):
+        raise RuntimeError("this copy of mistralai_patched has no build record: run scripts/regenerate")
+    return line
+
+
+def targets() -> Tuple[str, ...]:
+    """Import packages of the SDK targets this build rendered (gen.yaml ``targets``)."""
+    return tuple(build_info().get("targets") or ("mistralai.client", "mistralai.azure.client", "mistralai.gcp.client"))
 
 
 __version__: str = build_info().get("version", "0+unknown")

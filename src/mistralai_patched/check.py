@@ -3,7 +3,7 @@
 Reports, without importing the SDK:
 
 - this copy of the fork: distribution (``mistralai-patched``, or ``mistralai`` for the drop-in
-  variant), version, upstream base, httpx version;
+  variant), version, release line, upstream base, its HTTP library (httpx or httpx2) and version;
 - every installed distribution with files under ``mistralai/``: ours, upstream's ``mistralai``,
   or a namespace neighbour (``mistralai-agents``, ``mistralai-evaluations``: their own subpackages,
   no file in common with ours), and how many files each shares with ours;
@@ -89,6 +89,13 @@ def _kind(owner: Dict[str, Any], shared: int) -> str:
     return "namespace neighbour"
 
 
+def _installed_version(distribution: str) -> Optional[str]:
+    try:
+        return md.version(distribution)
+    except md.PackageNotFoundError:
+        return None
+
+
 def collect() -> Dict[str, Any]:
     """Gather the report as a dict (the ``--json`` output, without ``exit_code``)."""
     info = build_info()
@@ -135,18 +142,17 @@ def collect() -> Dict[str, Any]:
             "name": owner["name"], "version": owner["version"], "ours": owner["ours"],
             "kind": _kind(owner, shared), "files": len(owner["paths"]), "shared_with_ours": shared,
         })
-    try:
-        httpx_version: Optional[str] = md.version("httpx")
-    except md.PackageNotFoundError:
-        httpx_version = None
+    library = info.get("http_library") or "httpx"
     patch_active = bool(files) and all(f["state"] == "patched" for f in files)
     conflicting = [d for d in distributions if d["shared_with_ours"]]
     return {
         "distribution": dist_name,
         "variant": info.get("variant"),
         "version": info.get("version"),
+        "line": info.get("line"),
         "upstream_base": info.get("upstream", {}).get("version"),
-        "httpx": httpx_version,
+        "http_library": {"name": library, "version": _installed_version(library)},
+        "httpx": _installed_version("httpx"),
         "has_build_record": bool(info),
         "patch_active": patch_active,
         "files": files,
@@ -224,8 +230,10 @@ def _print_text(report: Dict[str, Any], code: int) -> None:
     print("mistralai-patched check")
     print(f"  this copy        {report['distribution']} {report['version'] or '(no build record)'}"
           + (f" ({report['variant']} variant)" if report["variant"] else ""))
+    print(f"  release line     {report['line']}")
     print(f"  upstream base    mistralai {report['upstream_base']}")
-    print(f"  httpx            {report['httpx']}")
+    library = report["http_library"]
+    print(f"  HTTP library     {library['name']} {library['version'] or '(not installed)'}")
     print("  distributions with files under mistralai/:")
     if not report["distributions"]:
         print("    (none installed: an editable install or a source tree)")

@@ -1,6 +1,6 @@
 """Run an async call's hook chain on the event loop when no registered hook can block.
 
-Upstream (mistralai 2.10.1, ``basesdk.py`` of every SDK target) runs the ``before_request``,
+Upstream (mistralai 2.10.1 and 3.x, ``basesdk.py`` of every SDK target) runs the ``before_request``,
 ``after_success`` and ``after_error`` hook chains of every async call in a worker thread
 (``utils.run_sync_in_thread``, which is ``asyncio.to_thread``), because a hook is synchronous
 code that may block: the workflow encoding hook may offload a payload to S3 or GCS, the tracing
@@ -27,6 +27,9 @@ hook (upstream module)                        runs inline when
 ``WorkflowEncodingHook`` (client)              no workflow encoding configured for the client
 ``WorkflowStreamErrorHook`` (client)           always (wraps the byte stream, reads nothing)
 ``GCPVertexAIPathHook`` (gcp)                  always (rewrites the URL from the JSON body)
+``ServiceAccountAuthHook`` (client, 3.x)       the client has an api_key, or
+                                               ``MISTRAL_SA_TOKEN_PATH`` is unset (else it reads
+                                               the token file)
 ============================================  ==================================================
 
 Anything else, a hook of another class (a user's, a subclass, a hook upstream adds later), an
@@ -40,6 +43,7 @@ until this table is reviewed. The sync path is not concerned: upstream runs its 
 from __future__ import annotations
 
 import contextvars
+import os
 import sys
 import types
 from typing import Any, Awaitable, Callable, Dict, Tuple, TypeVar
@@ -107,6 +111,13 @@ def _workflow_encoding(hook: Any, phase: str, hook_ctx: Any, args: Tuple[Any, ..
     return _module(hook)._get_encoding_config(hook_ctx.config) is None
 
 
+def _service_account(hook: Any, phase: str, hook_ctx: Any, args: Tuple[Any, ...]) -> bool:
+    # Upstream (3.0.0+) returns at once when the client has security settings; otherwise it reads
+    # the token file named by the environment variable, and nothing when the variable is unset.
+    module = _module(hook)
+    return hook_ctx.config.security is not None or not os.getenv(module.MISTRAL_SA_TOKEN_PATH_ENV)
+
+
 _CHECKS: Dict[Tuple[str, str], Check] = {
     ("mistralai.client._hooks.custom_user_agent", "CustomUserAgentHook"): _always,
     ("mistralai.client._hooks.traceparent", "TraceparentInjectionHook"): _traceparent,
@@ -115,6 +126,7 @@ _CHECKS: Dict[Tuple[str, str], Check] = {
     ("mistralai.client._hooks.workflow_encoding_hook", "WorkflowEncodingHook"): _workflow_encoding,
     ("mistralai.client._hooks.stream_error_hook", "WorkflowStreamErrorHook"): _always,
     ("mistralai.gcp.client._hooks.registration", "GCPVertexAIPathHook"): _always,
+    ("mistralai.client._hooks.service_account_auth", "ServiceAccountAuthHook"): _service_account,
 }
 
 

@@ -2,8 +2,9 @@
 
 Used by ``python -m mistralai_patched selftest`` and by the test suite to make claims about
 sockets with real sockets: the server counts the TCP connections it accepted, and
-:class:`CountingTransport` / :class:`CountingAsyncTransport` wrap httpx's own transports (a real
-connection pool) and count the responses that were never closed.
+:func:`counting_transports` wraps the own transports (a real connection pool) of httpx or httpx2
+and counts the responses that were never closed; ``CountingTransport`` /
+``CountingAsyncTransport`` are those of the installed line's library.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Tuple
-
-import httpx
 
 __all__ = [
     "Reply",
@@ -362,8 +361,15 @@ def counting_transports(library: ModuleType) -> Tuple[type, type]:
     return Counting, CountingAsync
 
 
-# httpx's, under the names the tests and scripts have always used.
-CountingTransport, CountingAsyncTransport = counting_transports(httpx)
+def __getattr__(name: str) -> Any:
+    """``CountingTransport`` / ``CountingAsyncTransport``: :func:`counting_transports` of the
+    installed line's HTTP library (:func:`mistralai_patched.line_library`), resolved on first use
+    rather than at import, so that importing this module imports no HTTP library."""
+    if name in ("CountingTransport", "CountingAsyncTransport"):
+        from . import line_library
+
+        return counting_transports(line_library())[name == "CountingAsyncTransport"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def pool_state(transport: Any) -> Tuple[int, int, int]:

@@ -5,8 +5,10 @@ against an embedded HTTP/1.1 keep-alive server that answers an error status (429
 retries on. Then one extra call, with the server answering a normal event stream, proves the
 pool still serves. No API key, no network beyond 127.0.0.1.
 
-With upstream mistralai 2.4.5 this ends with every pooled connection checked out and the calls
-failing with ``httpx.PoolTimeout``; with mistralai-patched, zero responses are left open.
+With upstream mistralai (2.x on httpx, 3.x on httpx2) this ends with every pooled connection
+checked out and the calls failing with ``PoolTimeout``; with mistralai-patched, zero responses
+are left open. The clients are built with the installed line's HTTP library unless
+``--http-library`` names the other one (the SDK takes a user's client of either).
 """
 
 from __future__ import annotations
@@ -19,18 +21,19 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from types import ModuleType
 from typing import Any, Dict, List, Optional
 
-import httpx
-
+from . import build_info, line_library
 from .loopback import (
-    CountingAsyncTransport,
-    CountingTransport,
     LoopbackServer,
+    counting_transports,
     error_reply,
     pool_state,
     sse_reply,
 )
+
+HTTP_LIBRARIES = ("httpx", "httpx2")
 
 TARGETS = ("mistral", "azure", "gcp")
 MESSAGES = [{"role": "user", "content": "Say hi."}]
@@ -53,10 +56,11 @@ def retry_config(target: str, max_elapsed_ms: int = 500) -> Any:
     return utils.RetryConfig("backoff", backoff, False)
 
 
-def make_sdk(target: str, server_url: str, *, client: Optional[httpx.Client] = None,
-             async_client: Optional[httpx.AsyncClient] = None, retries: Any = None,
+def make_sdk(target: str, server_url: str, *, client: Any = None,
+             async_client: Any = None, retries: Any = None,
              timeout_ms: int = 2000) -> Any:
-    """Build the target's SDK object pointed at ``server_url`` with our httpx clients.
+    """Build the target's SDK object pointed at ``server_url`` with the given clients (httpx or
+    httpx2 ``Client`` / ``AsyncClient``; None lets the SDK make its own).
 
     ``retries`` is a ``RetryConfig`` of that target (or None for no retries). ``timeout_ms`` is
     the SDK's request timeout in ms; upstream applies it to every httpx timeout of a request,
@@ -82,6 +86,15 @@ def make_sdk(target: str, server_url: str, *, client: Optional[httpx.Client] = N
     raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
 
 
+def describe_build() -> str:
+    """One line naming what is installed: version, release line, upstream base, HTTP library."""
+    info = build_info()
+    upstream = info.get("upstream", {})
+    return (f"{info.get('distribution', 'mistralai-patched')} {info.get('version', '?')}: line "
+            f"{info.get('line', '?')}, upstream {upstream.get('name', 'mistralai')} "
+            f"{upstream.get('version', '?')}, HTTP library {info.get('http_library', '?')}")
+
+
 def outcome(exc: Optional[BaseException]) -> str:
     """A short label for a call's outcome: ``ok``, ``SDKError(429)``, ``PoolTimeout``, ..."""
     if exc is None:
@@ -97,6 +110,7 @@ class Report:
     status: int
     calls: int
     pool: int
+    http_library: str = ""
     outcomes: Dict[str, int] = field(default_factory=dict)
     requests_served: int = 0
     responses_left_open: int = 0
@@ -117,6 +131,7 @@ class Report:
     def table(self) -> str:
         rows = [
             ("target / mode", f"{self.target} / {self.mode}"),
+            ("client library", self.http_library),
             ("server answers", f"{self.status}, retries on"),
             ("calls (concurrent)", str(self.calls)),
             ("outcomes", ", ".join(f"{k}: {v}" for k, v in sorted(self.outcomes.items()))),
@@ -135,19 +150,20 @@ class Report:
         return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
 
 
-def pool_limits(pool: int) -> httpx.Limits:
-    """httpx limits for a connection pool of ``pool`` connections, all of them kept alive."""
-    return httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+def pool_limits(pool: int, library: Optional[ModuleType] = None) -> Any:
+    """``Limits`` of ``library`` (default: the line's, :func:`mistralai_patched.line_library`) for
+    a connection pool of ``pool`` connections, all of them kept alive."""
+    return (library or line_library()).Limits(max_connections=pool, max_keepalive_connections=pool)
 
 
-def _timeout(pool_timeout_ms: int) -> httpx.Timeout:
-    return httpx.Timeout(10.0, pool=pool_timeout_ms / 1000)
+def _timeout(library: ModuleType, pool_timeout_ms: int) -> Any:
+    return library.Timeout(10.0, pool=pool_timeout_ms / 1000)
 
 
 async def _run_async(target: str, server: LoopbackServer, n: int, pool: int, pool_timeout_ms: int,
-                     report: Report) -> None:
-    transport = CountingAsyncTransport(limits=pool_limits(pool))
-    async with httpx.AsyncClient(transport=transport, timeout=_timeout(pool_timeout_ms)) as client:
+                     report: Report, library: ModuleType) -> None:
+    transport = counting_transports(library)[1](limits=pool_limits(pool, library))
+    async with library.AsyncClient(transport=transport, timeout=_timeout(library, pool_timeout_ms)) as client:
         sdk = make_sdk(target, server.url, async_client=client, retries=retry_config(target),
                        timeout_ms=pool_timeout_ms)
 
@@ -173,9 +189,9 @@ async def _run_async(target: str, server: LoopbackServer, n: int, pool: int, poo
 
 
 def _run_sync(target: str, server: LoopbackServer, n: int, pool: int, pool_timeout_ms: int,
-              report: Report) -> None:
-    transport = CountingTransport(limits=pool_limits(pool))
-    with httpx.Client(transport=transport, timeout=_timeout(pool_timeout_ms)) as client:
+              report: Report, library: ModuleType) -> None:
+    transport = counting_transports(library)[0](limits=pool_limits(pool, library))
+    with library.Client(transport=transport, timeout=_timeout(library, pool_timeout_ms)) as client:
         sdk = make_sdk(target, server.url, client=client, retries=retry_config(target),
                        timeout_ms=pool_timeout_ms)
 
@@ -200,7 +216,7 @@ def _run_sync(target: str, server: LoopbackServer, n: int, pool: int, pool_timeo
 
 
 def run(target: str = "mistral", sync: bool = False, status: int = 429, n: int = 60, pool: int = 8,
-        pool_timeout_ms: int = 1000) -> Report:
+        pool_timeout_ms: int = 1000, library: Optional[ModuleType] = None) -> Report:
     """Run the reproduction once and return its :class:`Report`.
 
     Args:
@@ -210,14 +226,20 @@ def run(target: str = "mistral", sync: bool = False, status: int = 429, n: int =
         n: Concurrent calls.
         pool: ``max_connections`` of the shared client's pool.
         pool_timeout_ms: The pool timeout, in ms.
+        library: The HTTP library of the shared client (the ``httpx`` or ``httpx2`` module);
+            default the installed line's (:func:`mistralai_patched.line_library`).
+
+    Raises:
+        ImportError: the library is not installed.
     """
-    report = Report(target, "sync" if sync else "async", status, n, pool)
+    library = library or line_library()
+    report = Report(target, "sync" if sync else "async", status, n, pool, library.__name__)
     with LoopbackServer(error_reply(status)) as server:
         started = time.monotonic()
         if sync:
-            _run_sync(target, server, n, pool, pool_timeout_ms, report)
+            _run_sync(target, server, n, pool, pool_timeout_ms, report, library)
         else:
-            asyncio.run(_run_async(target, server, n, pool, pool_timeout_ms, report))
+            asyncio.run(_run_async(target, server, n, pool, pool_timeout_ms, report, library))
         report.seconds = time.monotonic() - started
         report.requests_served = server.requests_served
         report.tcp_connections = server.connections_accepted
@@ -234,16 +256,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--n", type=int, default=60, help="concurrent calls (default 60)")
     parser.add_argument("--pool", type=int, default=8, help="max_connections of the pool (default 8)")
     parser.add_argument("--pool-timeout-ms", type=int, default=1000, help="pool timeout in ms, also the SDK request timeout (default 1000)")
+    parser.add_argument("--http-library", choices=HTTP_LIBRARIES,
+                        help="library of the shared client (default: the installed line's)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args(argv)
     if args.n < 1 or args.pool < 1 or not 400 <= args.status <= 599:
         parser.error("--n and --pool must be >= 1 and --status an error status (400-599)")
     targets = TARGETS if args.target == "all" else (args.target,)
     modes = (False, True) if args.both else (args.sync,)
-    reports = [run(t, s, args.status, args.n, args.pool, args.pool_timeout_ms) for t in targets for s in modes]
+    import importlib
+
+    library = importlib.import_module(args.http_library) if args.http_library else line_library()
+    reports = [run(t, s, args.status, args.n, args.pool, args.pool_timeout_ms, library)
+               for t in targets for s in modes]
     if args.json:
         print(json.dumps([dict(asdict(r), leaked=r.leaked) for r in reports], indent=2))
     else:
+        print(describe_build())
         for r in reports:
             print(f"mistralai-patched selftest: {r.calls} concurrent streaming calls, one shared client")
             print(r.table())

@@ -19,10 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
-import httpx
+from types import ModuleType
 
+from . import line_library
 from .loopback import (
-    CountingAsyncTransport, CountingTransport, LoopbackServer, LoopbackServerProcess, Reply, completion_reply,
+    LoopbackServer, counting_transports, LoopbackServerProcess, Reply, completion_reply,
     error_reply, pool_state, sse_reply, wants_stream,
 )
 from .selftest import MESSAGES, make_sdk, outcome, pool_limits, retry_config
@@ -99,7 +100,8 @@ def _sdk_label() -> str:
 def run(name: str, *, target: str = "mistral", reply: Optional[Reply] = None,
         respond: Optional[Callable[[Any], Reply]] = None, calls: int = 60, concurrency: int = 60,
         sync: bool = False, pool: int = 8, retries: bool = True, max_elapsed_ms: int = 500,
-        stream: Any = True, timeout_ms: int = 10_000, server_process: bool = False) -> Measure:
+        stream: Any = True, timeout_ms: int = 10_000, server_process: bool = False,
+        library: Optional[ModuleType] = None) -> Measure:
     """Run ``calls`` calls with at most ``concurrency`` in flight through one shared client.
 
     Args:
@@ -110,18 +112,22 @@ def run(name: str, *, target: str = "mistral", reply: Optional[Reply] = None,
         stream: True, False, or a callable ``i -> bool`` choosing per call.
         timeout_ms: the SDK's request timeout (every httpx timeout, the pool's included), in ms.
         server_process: run the server in a child process (benchmarks: no shared GIL).
+        library: the shared client's HTTP library (``httpx`` or ``httpx2`` module); default the
+            installed line's (:func:`mistralai_patched.line_library`).
     """
+    library = library or line_library()
+    sync_transport, async_transport = counting_transports(library)
     measure = Measure(name, _sdk_label(), calls=calls)
     choose = stream if callable(stream) else (lambda i: bool(stream))
     config = retry_config(target, max_elapsed_ms=max_elapsed_ms) if retries else None
-    timeout = httpx.Timeout(timeout_ms / 1000)
+    timeout = library.Timeout(timeout_ms / 1000)
     results: List[Any] = []
     server_class: Any = LoopbackServerProcess if server_process else LoopbackServer
     with server_class(reply or error_reply(429), respond=respond) as server:
         started = time.monotonic()
         if sync:
-            transport: Any = CountingTransport(limits=pool_limits(pool))
-            with httpx.Client(transport=transport, timeout=timeout) as client:
+            transport: Any = sync_transport(limits=pool_limits(pool, library))
+            with library.Client(transport=transport, timeout=timeout) as client:
                 sdk = make_sdk(target, server.url, client=client, retries=config, timeout_ms=timeout_ms)
 
                 def one(i: int) -> Any:
@@ -146,8 +152,8 @@ def run(name: str, *, target: str = "mistral", reply: Optional[Reply] = None,
                 measure.pool_in_use = pool_state(transport)[2]
         else:
             async def main() -> None:
-                transport = CountingAsyncTransport(limits=pool_limits(pool))
-                async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
+                transport = async_transport(limits=pool_limits(pool, library))
+                async with library.AsyncClient(transport=transport, timeout=timeout) as client:
                     sdk = make_sdk(target, server.url, async_client=client, retries=config, timeout_ms=timeout_ms)
                     gate = asyncio.Semaphore(concurrency)
 
