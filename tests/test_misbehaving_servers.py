@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, List
 from conftest import httpx  # the line's HTTP library (2.x: httpx; 3.x: httpx2, as upstream imports it)
 import pytest
 
-from conftest import TARGETS, call_once
+from conftest import TARGETS, call_once, retry_leak_case
 from mistralai_patched import release
 from mistralai_patched.loopback import LoopbackServer, Reply, error_reply, sse_reply
 from mistralai_patched.selftest import retry_config, target_module
@@ -124,11 +124,7 @@ def test_chunked_error_body_without_length_is_drained_and_reused(server: Loopbac
 
 
 @pytest.mark.parametrize("sync", MODES)
-@pytest.mark.parametrize("target", [
-    "mistral",  # upstream's main client closes retried responses unread: no leak here
-    pytest.param("azure", marks=pytest.mark.bites),
-    pytest.param("gcp", marks=pytest.mark.bites),
-])
+@pytest.mark.parametrize("target", [retry_leak_case(t) for t in TARGETS])  # bites: upstream leaves it open
 def test_connection_close_responses(server: LoopbackServer, target: str, sync: bool) -> None:
     """The server closes after each error: each attempt needs a new connection, nothing leaks,
     and the caller gets the server's error (not a protocol error)."""
