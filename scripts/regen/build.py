@@ -21,12 +21,17 @@ from typing import Any, Dict, Iterator, List, Optional
 from . import paths
 from .config import Line, in_sdist, load_config
 from .errors import RegenError
-from .lock import Lock, LineLock, read_lock, write_lock
+from .lock import LineLock, read_lock, write_lock
 from .sdist import extract_sdist, fetch_sdist, upstream_metadata, wheel_sources
 from .units import (
-    IMPORTS_UNIT, _units, fingerprint, locked_text, render_template, splice, unit_label,
+    IMPORTS_UNIT,
+    _units,
+    fingerprint,
+    locked_text,
+    render_template,
+    splice,
+    unit_label,
 )
-
 
 
 @dataclass
@@ -104,11 +109,14 @@ class _LockedUpstream:
             old_text = self.text(package, relpath, unit, added)
         except RegenError as exc:
             return f"(cannot show the diff: {exc})\n"
-        return "".join(difflib.unified_diff(
-            old_text.splitlines(keepends=True), new_text.splitlines(keepends=True),
-            f"{self.lock.upstream.get('version')}/{package}/{relpath}:{unit}",
-            f"{self.line.upstream_version}/{package}/{relpath}:{unit}",
-        ))
+        return "".join(
+            difflib.unified_diff(
+                old_text.splitlines(keepends=True),
+                new_text.splitlines(keepends=True),
+                f"{self.lock.upstream.get('version')}/{package}/{relpath}:{unit}",
+                f"{self.line.upstream_version}/{package}/{relpath}:{unit}",
+            )
+        )
 
 
 def _check_http_library(line: Line, metadata: Dict[str, Any]) -> None:
@@ -123,8 +131,9 @@ def _check_http_library(line: Line, metadata: Dict[str, Any]) -> None:
         )
 
 
-def build_tree(tree: Path, config: Line, sdist_root: Path, pristine: bool, accept: bool,
-               lock_path: Optional[Path] = None) -> Result:
+def build_tree(
+    tree: Path, config: Line, sdist_root: Path, pristine: bool, accept: bool, lock_path: Optional[Path] = None
+) -> Result:
     """Lay out the sdist under ``tree`` and (unless pristine) render our templates into it.
 
     Raises:
@@ -137,12 +146,21 @@ def build_tree(tree: Path, config: Line, sdist_root: Path, pristine: bool, accep
     _check_http_library(config, metadata)
     lock = read_lock(lock_path or paths.LOCK).line(config)
     with tempfile.TemporaryDirectory(prefix="mistralai-patched-locked-") as scratch:
-        return _build(tree, config, sdist_root, pristine, accept, lock, metadata,
-                      _LockedUpstream(config, lock, Path(scratch)))
+        return _build(
+            tree, config, sdist_root, pristine, accept, lock, metadata, _LockedUpstream(config, lock, Path(scratch))
+        )
 
 
-def _build(tree: Path, config: Line, sdist_root: Path, pristine: bool, accept: bool, lock: LineLock,
-           metadata: Dict[str, Any], locked_upstream: _LockedUpstream) -> Result:
+def _build(
+    tree: Path,
+    config: Line,
+    sdist_root: Path,
+    pristine: bool,
+    accept: bool,
+    lock: LineLock,
+    metadata: Dict[str, Any],
+    locked_upstream: _LockedUpstream,
+) -> Result:
     fingerprints: Dict[str, Dict[str, Dict[str, str]]] = {}
     rendered_hashes: Dict[str, str] = {}
     problems: List[str] = []
@@ -156,7 +174,9 @@ def _build(tree: Path, config: Line, sdist_root: Path, pristine: bool, accept: b
         for spec in target.files:
             path = pkg_dir / spec.path
             if not path.is_file():
-                raise RegenError(f"Upstream {target.package} has no {spec.path}; the template {spec.template} cannot apply.")
+                raise RegenError(
+                    f"Upstream {target.package} has no {spec.path}; the template {spec.template} cannot apply."
+                )
             source = path.read_text(encoding="utf-8")
             nodes = _units(source, str(path))
             rendered = render_template(spec, target)
@@ -205,8 +225,9 @@ def _build(tree: Path, config: Line, sdist_root: Path, pristine: bool, accept: b
     return Result(config, tree, rendered_hashes, fingerprints, metadata, relied)
 
 
-def _relied_fingerprints(tree: Path, config: Line, lock: LineLock, accept: bool, problems: List[str],
-                         locked_upstream: _LockedUpstream) -> Dict[str, Dict[str, str]]:
+def _relied_fingerprints(
+    tree: Path, config: Line, lock: LineLock, accept: bool, problems: List[str], locked_upstream: _LockedUpstream
+) -> Dict[str, Dict[str, str]]:
     """Fingerprint the `relies_on` units of gen.yaml; a difference from the lock is appended to
     ``problems`` (unless accepting). Raises RegenError when a file or unit is gone."""
     relied: Dict[str, Dict[str, str]] = {}
@@ -325,9 +346,14 @@ def select_line(upstream: Optional[str] = None, config_path: Optional[Path] = No
     return config.line(upstream)
 
 
-def regenerate(out: Path = paths.DEFAULT_OUT, pristine: bool = False, accept: bool = False,
-               config_path: Optional[Path] = None, upstream: Optional[str] = None,
-               lock_path: Optional[Path] = None) -> Result:
+def regenerate(
+    out: Path = paths.DEFAULT_OUT,
+    pristine: bool = False,
+    accept: bool = False,
+    config_path: Optional[Path] = None,
+    upstream: Optional[str] = None,
+    lock_path: Optional[Path] = None,
+) -> Result:
     """Run the whole regeneration of one line and write ``out`` (the ``mistralai`` package directory).
 
     Args:
@@ -369,11 +395,21 @@ def regenerate(out: Path = paths.DEFAULT_OUT, pristine: bool = False, accept: bo
         if accept:
             lock = read_lock(lock_path)
             lock.lines[line.name] = LineLock(
-                upstream={"name": line.upstream_name, "version": line.upstream_version,
-                          "sdist_sha256": line.sdist_sha256},
-                targets={pkg: {path: {"units": units, "rendered": "sha256:" + result.rendered_hashes[
-                    f"{pkg.replace('.', '/')}/{path}"]} for path, units in files.items()}
-                         for pkg, files in result.fingerprints.items()},
+                upstream={
+                    "name": line.upstream_name,
+                    "version": line.upstream_version,
+                    "sdist_sha256": line.sdist_sha256,
+                },
+                targets={
+                    pkg: {
+                        path: {
+                            "units": units,
+                            "rendered": "sha256:" + result.rendered_hashes[f"{pkg.replace('.', '/')}/{path}"],
+                        }
+                        for path, units in files.items()
+                    }
+                    for pkg, files in result.fingerprints.items()
+                },
                 relies_on=result.relied,
             )
             write_lock(lock, lock_path)

@@ -181,13 +181,16 @@ def _malformed(what: str) -> RegenError:
 def _relies_on(raw: Any, where: str) -> List[Tuple[str, Tuple[str, ...]]]:
     raw = raw or {}
     if not isinstance(raw, dict) or not all(
-        isinstance(rel, str) and rel.endswith(".py") and isinstance(units, list) and units
+        isinstance(rel, str)
+        and rel.endswith(".py")
+        and isinstance(units, list)
+        and units
         and all(isinstance(u, str) and u for u in units)
         for rel, units in raw.items()
     ):
         raise _malformed(
             f"`{where}` must map module paths (relative to the import package, ending in .py) to "
-            "non-empty lists of unit names (\"function\" or \"Class.method\")"
+            'non-empty lists of unit names ("function" or "Class.method")'
         )
     return [(rel, tuple(units)) for rel, units in raw.items()]
 
@@ -205,7 +208,7 @@ def _files(raw: Any) -> Tuple[FileSpec, ...]:
             )
         adds = spec.get("adds", []) or []
         if not isinstance(adds, list) or not all(isinstance(a, str) and a.count(".") == 1 for a in adds):
-            raise _malformed(f"`templates.{rel}.adds` must list methods as \"Class.method\" strings")
+            raise _malformed(f'`templates.{rel}.adds` must list methods as "Class.method" strings')
         files.append(FileSpec(rel, template, tuple(adds)))
     return tuple(files)
 
@@ -264,7 +267,8 @@ def load_config(path: Path = GEN_YAML) -> Config:
         for package in packages:
             switches = features_raw[package] or {}
             if not isinstance(switches, dict) or not all(
-                    isinstance(k, str) and isinstance(v, bool) for k, v in switches.items()):
+                isinstance(k, str) and isinstance(v, bool) for k, v in switches.items()
+            ):
                 raise _malformed(f"`{where}.features.{package}` must map feature names to true/false")
             targets.append(Target(package, files, dict(switches)))
         lines[name] = Line(

@@ -83,8 +83,9 @@ def read_lock(path: Path) -> Lock:
     for name, entry in data["lines"].items():
         if not isinstance(entry, dict):
             raise RegenError(f"{path}: the entry of line {name!r} is not a mapping. Restore the file from git.")
-        lines[str(name)] = LineLock(dict(entry.get("upstream") or {}), dict(entry.get("targets") or {}),
-                                    dict(entry.get("relies_on") or {}))
+        lines[str(name)] = LineLock(
+            dict(entry.get("upstream") or {}), dict(entry.get("targets") or {}), dict(entry.get("relies_on") or {})
+        )
     return Lock(lines)
 
 

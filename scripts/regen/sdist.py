@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import RegenError
 
+
 def cache_dir() -> Path:
     """Where downloaded sdists are kept: ``$MISTRALAI_PATCHED_CACHE`` or ~/.cache/mistralai-patched."""
     env = os.environ.get("MISTRALAI_PATCHED_CACHE")
@@ -62,8 +63,11 @@ def pip_environment(environ: Optional[Dict[str, str]] = None) -> Dict[str, str]:
         value = env.get(uv_name, "").strip()
         if not value or env.get(pip_name, "").strip():
             continue
-        items = [item.split("=", 1)[1] if re.match(r"^[A-Za-z0-9_.-]+=", item) else item
-                 for item in re.split(r"[\s,]+", value) if item]
+        items = [
+            item.split("=", 1)[1] if re.match(r"^[A-Za-z0-9_.-]+=", item) else item
+            for item in re.split(r"[\s,]+", value)
+            if item
+        ]
         carried.setdefault(pip_name, [])
         carried[pip_name] += [i for i in items if i not in carried[pip_name]]
     if "PIP_INDEX_URL" in carried:  # pip has one default index: the first uv setting listed wins
@@ -118,15 +122,30 @@ def fetch_sdist(name: str, version: str, sha256: Optional[str]) -> Path:
             "pip, build and uv), or install pip into the environment you build in. " + remedy
         )
     with tempfile.TemporaryDirectory(prefix="mistralai-patched-dl-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--disable-pip-version-check", "--no-input", "-d", tmp, f"{name}=={version}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "--no-input",
+            "-d",
+            tmp,
+            f"{name}=={version}",
+        ]
         shown = " ".join(cmd)
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=pip_environment(),
-                                  stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=600, env=pip_environment(), stdin=subprocess.DEVNULL
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RegenError(f"Could not download the upstream sdist {name}=={version}: `{shown}` failed "
-                             f"to run or finish ({exc}).\n{remedy}") from exc
+            raise RegenError(
+                f"Could not download the upstream sdist {name}=={version}: `{shown}` failed "
+                f"to run or finish ({exc}).\n{remedy}"
+            ) from exc
         files = sorted(Path(tmp).glob("*.tar.gz"))
         if proc.returncode != 0 or not files:
             # Where pip looked (stdout, "Looking in indexes: …") and its errors (stderr).
@@ -172,17 +191,14 @@ def _load_toml(path: Path) -> Dict[str, Any]:
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
-        import tomli as tomllib  # type: ignore
+        import tomli as tomllib
     return tomllib.loads(path.read_text(encoding="utf-8"))
 
 
 def wheel_sources(sdist_root: Path, import_package: str) -> List[Tuple[str, str]]:
     """Upstream's mapping of sdist directories to wheel paths, outermost first."""
     meta = _load_toml(sdist_root / "pyproject.toml")
-    sources = (
-        meta.get("tool", {}).get("hatch", {}).get("build", {}).get("targets", {})
-        .get("wheel", {}).get("sources")
-    )
+    sources = meta.get("tool", {}).get("hatch", {}).get("build", {}).get("targets", {}).get("wheel", {}).get("sources")
     if not isinstance(sources, dict) or not sources:
         raise RegenError(
             "The upstream pyproject.toml no longer declares [tool.hatch.build.targets.wheel.sources], "
@@ -206,7 +222,7 @@ def upstream_metadata(sdist_root: Path) -> Dict[str, Any]:
         if not found:
             deps.append(req.strip())
             continue
-        rest = marker[: found.start()] + marker[found.end():]
+        rest = marker[: found.start()] + marker[found.end() :]
         rest = re.sub(r"^\s*and\s+|\s+and\s*$", "", rest.strip()).strip()
         extras.setdefault(found.group(1), []).append(spec.strip() + (f"; {rest}" if rest else ""))
     return {

@@ -7,11 +7,12 @@ from __future__ import annotations
 import ast
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .config import Target, FileSpec
 from .errors import RegenError
 from .paths import TEMPLATES
+
 
 def _units(source: str, filename: str) -> Dict[str, ast.AST]:
     """Top-level functions and methods of top-level classes, by qualified name."""
@@ -88,9 +89,10 @@ def locked_text(source: str, filename: str, unit: str, added: bool) -> Optional[
 
 
 def _span(node: ast.AST) -> Tuple[int, int]:
-    """0-based [start, end) line span of a unit, decorators included."""
+    """0-based [start, end) line span of a unit (a def or class statement), decorators included."""
+    assert isinstance(node, ast.stmt) and node.end_lineno is not None
     first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-    return first - 1, node.end_lineno  # type: ignore[attr-defined]
+    return first - 1, node.end_lineno
 
 
 def unit_source(source: str, node: ast.AST) -> str:
@@ -104,7 +106,7 @@ def fingerprint(text: str) -> str:
 
 def _template_env():
     try:
-        import jinja2  # type: ignore
+        import jinja2
     except ImportError as exc:  # pragma: no cover
         raise RegenError("Jinja2 is not installed; `pip install jinja2` (a build requirement).") from exc
     return jinja2.Environment(
@@ -129,8 +131,10 @@ def render_template(spec: FileSpec, target: Target) -> Rendered:
         RegenError: Jinja2 is missing, the template asks for a switch the line does not set, or
             the result does not parse.
     """
-    text = _template_env().get_template(spec.template).render(
-        pkg=target.package, features=_Features(target.features), target=target.package
+    text = (
+        _template_env()
+        .get_template(spec.template)
+        .render(pkg=target.package, features=_Features(target.features), target=target.package)
     )
     nodes = _units(text, f"{spec.template} (rendered for {target.package})")
     tree = ast.parse(text)
@@ -162,7 +166,7 @@ def splice(source: str, rendered: Rendered, relpath: str, revision: int, adds: T
     edits = []
     for name, text in rendered.units.items():
         if name in adds and name not in nodes and name.split(".")[0] in classes:
-            end = classes[name.split(".")[0]].end_lineno  # type: ignore[attr-defined]
+            end = classes[name.split(".")[0]].end_lineno or 0
             edits.append((end, end, ["\n"] + text.splitlines(keepends=True)))
             continue
         if name not in nodes:
@@ -176,7 +180,7 @@ def splice(source: str, rendered: Rendered, relpath: str, revision: int, adds: T
         lines[start:end] = new
     out = "".join(lines)
     tree = ast.parse(out)
-    last_import = max((n.end_lineno for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))), default=0)
+    last_import = max((n.end_lineno or 0 for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))), default=0)
     # Present means the same statement (names and aliases), not the same text somewhere:
     # `import httpx` is not present in `import httpx2 as httpx`.
     present = {ast.dump(n) for n in _import_nodes(tree)}
@@ -189,9 +193,14 @@ def splice(source: str, rendered: Rendered, relpath: str, revision: int, adds: T
     replaced = sorted(u for u in rendered.units if u not in adds or u in nodes)
     added_units = sorted(u for u in rendered.units if u in adds and u not in nodes)
     if rendered.units:
-        what = "; ".join(part for part in (
-            f"replaced {', '.join(replaced)}" if replaced else "",
-            f"added {', '.join(added_units)}" if added_units else "") if part)
+        what = "; ".join(
+            part
+            for part in (
+                f"replaced {', '.join(replaced)}" if replaced else "",
+                f"added {', '.join(added_units)}" if added_units else "",
+            )
+            if part
+        )
     else:  # an import-only template rebinds names of the module (see _check_rebinds)
         what = "added " + "; ".join(rendered.imports)
     notice = f"{MODIFIED_MARK} (fork revision {revision}): {what}; see NOTICE.\n"

@@ -72,12 +72,16 @@ def _owners(package: str) -> List[Dict[str, Any]]:
             continue
         seen.add(key)
         ours = any("/".join(f.parts) == OUR_MARKER for f in all_files)
-        owners.append({
-            "name": name, "version": version, "ours": ours,
-            "label": f"{name} {version}",
-            "hashes": {"/".join(f.parts): _record_hex(f) for f in files},
-            "paths": {"/".join(f.parts): str(dist.locate_file(f)) for f in files},
-        })
+        owners.append(
+            {
+                "name": name,
+                "version": version,
+                "ours": ours,
+                "label": f"{name} {version}",
+                "hashes": {"/".join(f.parts): _record_hex(f) for f in files},
+                "paths": {"/".join(f.parts): str(dist.locate_file(f)) for f in files},
+            }
+        )
     return owners
 
 
@@ -106,7 +110,7 @@ def collect() -> Dict[str, Any]:
     # Files on disk that more than one distribution installs: whose bytes are there now?
     by_location: Dict[str, List[Dict[str, Any]]] = {}
     for owner in owners:
-        for wheel_path, location in owner["paths"].items():
+        for _wheel_path, location in owner["paths"].items():
             by_location.setdefault(location, []).append(owner)
     shared_files = []
     for location, claimants in sorted(by_location.items()):
@@ -114,10 +118,14 @@ def collect() -> Dict[str, Any]:
             continue
         wheel_path = next(p for p, loc in claimants[0]["paths"].items() if loc == location)
         on_disk = sha256_file(Path(location))
-        shared_files.append({
-            "file": wheel_path, "path": location, "installed_by": [c["label"] for c in claimants],
-            "bytes_of": [c["label"] for c in claimants if on_disk and c["hashes"].get(wheel_path) == on_disk],
-        })
+        shared_files.append(
+            {
+                "file": wheel_path,
+                "path": location,
+                "installed_by": [c["label"] for c in claimants],
+                "bytes_of": [c["label"] for c in claimants if on_disk and c["hashes"].get(wheel_path) == on_disk],
+            }
+        )
     package_path = _package_path("mistralai")
     recorded = {}
     for owner in ours:
@@ -128,20 +136,30 @@ def collect() -> Dict[str, Any]:
         on_disk = sha256_file(active) if active else None
         expected = recorded.get(wheel_path) or built_hex
         state = "patched" if on_disk and on_disk == expected else ("missing" if on_disk is None else "not ours")
-        files.append({
-            "file": wheel_path, "active_path": str(active) if active else None, "state": state,
-            "bytes_of": [o["label"] for o in owners if on_disk and o["hashes"].get(wheel_path) == on_disk]
-            or (["this build"] if state == "patched" else []),
-        })
+        files.append(
+            {
+                "file": wheel_path,
+                "active_path": str(active) if active else None,
+                "state": state,
+                "bytes_of": [o["label"] for o in owners if on_disk and o["hashes"].get(wheel_path) == on_disk]
+                or (["this build"] if state == "patched" else []),
+            }
+        )
     distributions = []
     for owner in owners:
         # Files it installs that (another copy of) the fork installs too, at the same location.
         others = {p for o in ours if o is not owner for p in o["paths"].values()}
         shared = sum(1 for p in owner["paths"].values() if p in (others if owner["ours"] else our_paths))
-        distributions.append({
-            "name": owner["name"], "version": owner["version"], "ours": owner["ours"],
-            "kind": _kind(owner, shared), "files": len(owner["paths"]), "shared_with_ours": shared,
-        })
+        distributions.append(
+            {
+                "name": owner["name"],
+                "version": owner["version"],
+                "ours": owner["ours"],
+                "kind": _kind(owner, shared),
+                "files": len(owner["paths"]),
+                "shared_with_ours": shared,
+            }
+        )
     library = info.get("http_library") or "httpx"
     patch_active = bool(files) and all(f["state"] == "patched" for f in files)
     conflicting = [d for d in distributions if d["shared_with_ours"]]
@@ -171,8 +189,8 @@ def _remedy(info: Dict[str, Any], distributions: List[Dict[str, Any]], patch_act
     if upstream:
         return {
             "problem": f"{', '.join(d['name'] + ' ' + d['version'] for d in upstream)} and "
-                       f"{', '.join(d['name'] + ' ' + d['version'] for d in ours)} install the same files under mistralai/; "
-                       "the last one installed wins, and a package that depends on 'mistralai' brings upstream back.",
+            f"{', '.join(d['name'] + ' ' + d['version'] for d in ours)} install the same files under mistralai/; "
+            "the last one installed wins, and a package that depends on 'mistralai' brings upstream back.",
             "recipes": [RECIPES["A"], RECIPES["B"]],
             "commands": [
                 "pip uninstall -y mistralai mistralai-patched",
@@ -183,7 +201,7 @@ def _remedy(info: Dict[str, Any], distributions: List[Dict[str, Any]], patch_act
         keep = next((d for d in ours if d["name"].lower() == "mistralai"), ours[0])
         return {
             "problem": "both variants of the fork are installed; they install the same files, so "
-                       "uninstalling one deletes files of the other.",
+            "uninstalling one deletes files of the other.",
             "recipes": [RECIPES["A"]],
             "commands": [
                 "pip uninstall -y mistralai mistralai-patched",
@@ -194,7 +212,9 @@ def _remedy(info: Dict[str, Any], distributions: List[Dict[str, Any]], patch_act
         return {
             "problem": "files of the patched SDK are missing or were edited.",
             "recipes": [],
-            "commands": [f"pip install --force-reinstall --no-deps '{info.get('distribution')}=={info.get('version')}'"],
+            "commands": [
+                f"pip install --force-reinstall --no-deps '{info.get('distribution')}=={info.get('version')}'"
+            ],
         }
     return None
 
@@ -212,8 +232,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Print the report (text or ``--json``); returns the exit code (0, 1, 2 or 3, see above)."""
     doc = __doc__ or ""
     parser = argparse.ArgumentParser(
-        prog="mistralai-patched check", description=doc.splitlines()[0],
-        epilog="exit codes:\n" + doc.split("Exit codes:\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="mistralai-patched check",
+        description=doc.splitlines()[0],
+        epilog="exit codes:\n" + doc.split("Exit codes:\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON (with exit_code)")
     args = parser.parse_args(argv)
@@ -228,8 +250,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _print_text(report: Dict[str, Any], code: int) -> None:
     print("mistralai-patched check")
-    print(f"  this copy        {report['distribution']} {report['version'] or '(no build record)'}"
-          + (f" ({report['variant']} variant)" if report["variant"] else ""))
+    print(
+        f"  this copy        {report['distribution']} {report['version'] or '(no build record)'}"
+        + (f" ({report['variant']} variant)" if report["variant"] else "")
+    )
     print(f"  release line     {report['line']}")
     print(f"  upstream base    mistralai {report['upstream_base']}")
     library = report["http_library"]
@@ -238,7 +262,11 @@ def _print_text(report: Dict[str, Any], code: int) -> None:
     if not report["distributions"]:
         print("    (none installed: an editable install or a source tree)")
     for d in report["distributions"]:
-        shared = f", {d['shared_with_ours']} of them also installed by ours" if d["shared_with_ours"] and not d["ours"] else ""
+        shared = (
+            f", {d['shared_with_ours']} of them also installed by ours"
+            if d["shared_with_ours"] and not d["ours"]
+            else ""
+        )
         print(f"    {d['name'] + ' ' + d['version']:<38} {d['kind']}: {d['files']} files{shared}")
     print(f"  the {len(report['files'])} SDK files the fork renders (state, file, whose bytes are on disk):")
     for f in report["files"]:
@@ -258,8 +286,10 @@ def _print_text(report: Dict[str, Any], code: int) -> None:
     elif code == EXIT_FRAGILE:
         print("\nFRAGILE: the patched files are active now, but another distribution installs the same files.")
     else:
-        print("\nNOT PATCHED: some SDK files Python imports are not mistralai-patched's (see above): "
-              "the connection-leak fix is not active.")
+        print(
+            "\nNOT PATCHED: some SDK files Python imports are not mistralai-patched's (see above): "
+            "the connection-leak fix is not active."
+        )
     remedy = report["remedy"]
     if remedy:
         print(f"  why: {remedy['problem']}")

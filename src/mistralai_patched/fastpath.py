@@ -23,8 +23,16 @@ import typing
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Hashable, Optional, Tuple
 
-__all__ = ["MAX_ENTRIES", "cached_model", "cached_type_hints", "shallow_asdict", "boundary_pattern", "is_json_tree",
-           "cache_info", "clear"]
+__all__ = [
+    "MAX_ENTRIES",
+    "cached_model",
+    "cached_type_hints",
+    "shallow_asdict",
+    "boundary_pattern",
+    "is_json_tree",
+    "cache_info",
+    "clear",
+]
 
 MAX_ENTRIES: int = 1024
 """Bound on entries per cache (model classes; type-hint dicts)."""
@@ -66,8 +74,7 @@ class _BoundedCache:
         return value, True
 
     def info(self) -> Dict[str, int]:
-        return {"entries": len(self._data), "hits": self.hits, "misses": self.misses,
-                "uncacheable": self.uncacheable}
+        return {"entries": len(self._data), "hits": self.hits, "misses": self.misses, "uncacheable": self.uncacheable}
 
     def clear(self) -> None:
         with self._lock:
@@ -107,8 +114,12 @@ def cached_model(name: str, typ: Any, build: Callable[[], type]) -> type:
     return model
 
 
-def cached_type_hints(obj: Any, globalns: Optional[Dict[str, Any]] = None,
-                      localns: Optional[Dict[str, Any]] = None, include_extras: bool = False) -> Dict[str, Any]:
+def cached_type_hints(
+    obj: Any,
+    globalns: Optional[Dict[str, Any]] = None,
+    localns: Optional[Dict[str, Any]] = None,
+    include_extras: bool = False,
+) -> Dict[str, Any]:
     """``typing.get_type_hints`` with the result cached per class.
 
     Same signature and result as ``typing.get_type_hints``; only the plain form on a class

@@ -34,10 +34,11 @@ hook (upstream module)                        runs inline when
 
 Anything else, a hook of another class (a user's, a subclass, a hook upstream adds later), an
 ``SDKHooks`` object that is not upstream's, a chain or hook method replaced on the instance or
-wrapped on the class (by an instrumentation package, say), or a condition that cannot be evaluated (an attribute upstream renamed): the chain goes to upstream's
-thread, unchanged. The units these conditions read are fingerprinted in ``.speakeasy/gen.lock``
-(``relies_on`` in gen.yaml), so a new upstream release that changes them fails regeneration
-until this table is reviewed. The sync path is not concerned: upstream runs its hooks inline.
+wrapped on the class (by an instrumentation package, say), or a condition that cannot be
+evaluated (an attribute upstream renamed): the chain goes to upstream's thread, unchanged. The
+units these conditions read are fingerprinted in ``.speakeasy/gen.lock`` (``relies_on`` in
+gen.yaml), so a new upstream release that changes them fails regeneration until this table is
+reviewed. The sync path is not concerned: upstream runs its hooks inline.
 """
 
 from __future__ import annotations
@@ -71,8 +72,11 @@ def _own_method(obj: Any, name: str) -> bool:
     the instance, nor wrapped on the class (by an instrumentation package, say)."""
     cls = type(obj)
     function = vars(cls).get(name)
-    return (name not in getattr(obj, "__dict__", {}) and type(function) is types.FunctionType
-            and function.__module__ == cls.__module__)
+    return (
+        name not in getattr(obj, "__dict__", {})
+        and type(function) is types.FunctionType
+        and function.__module__ == cls.__module__
+    )
 
 
 def _module(hook: Any) -> Any:
@@ -93,8 +97,12 @@ def _tracing(hook: Any, phase: str, hook_ctx: Any, args: Tuple[Any, ...]) -> boo
     if phase == "before_request":
         # configure_telemetry_for_hook returns False at once when telemetry was resolved as off
         # (no MISTRAL_SDK_TELEMETRY, no client setting), and then no span is started.
-        return (hook._telemetry_auto_disabled is True and hook.tracer_provider is None
-                and hook._telemetry_use_global_provider is False and hook._auto_telemetry_provider is None)
+        return (
+            hook._telemetry_auto_disabled is True
+            and hook.tracer_provider is None
+            and hook._telemetry_use_global_provider is False
+            and hook._auto_telemetry_provider is None
+        )
     response = args[0]
     if response is None:
         return True

@@ -98,7 +98,8 @@ def warn_if_clobbered(package_path: Iterable[str]) -> List[str]:
             f"mistralai-patched is installed, but {len(bad)} of the {len(rendered)} SDK files it patches "
             f"hold other bytes or are missing (e.g. {example}). Usually upstream 'mistralai', pulled in by "
             "a package that depends on it, was installed over them (or uninstalled after them, taking "
-            "the shared files along). The HTTP-connection leak fix is NOT active. Run `mistralai-patched check` for what is installed and the "
+            "the shared files along). The HTTP-connection leak fix is NOT active. "
+            "Run `mistralai-patched check` for what is installed and the "
             f"recipe that fixes it. Set {SILENCE_ENV}=1 to silence this warning.",
             ClobberedWarning,
             stacklevel=4,  # the import statement that first imported mistralai (import frames are skipped)

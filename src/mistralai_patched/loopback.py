@@ -23,8 +23,8 @@ from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional,
 __all__ = [
     "Reply",
     "LoopbackServer",
-    "CountingTransport",
-    "CountingAsyncTransport",
+    "CountingTransport",  # noqa: F822 - module __getattr__ (the line's library, on first use)
+    "CountingAsyncTransport",  # noqa: F822 - module __getattr__
     "sse_reply",
     "error_reply",
     "pool_state",
@@ -61,8 +61,9 @@ class Reply:
     content_length: Optional[int] = None
 
 
-def error_reply(status: int = 429, message: str = "rate limited", headers: Optional[Dict[str, str]] = None,
-                **kw: Any) -> Reply:
+def error_reply(
+    status: int = 429, message: str = "rate limited", headers: Optional[Dict[str, str]] = None, **kw: Any
+) -> Reply:
     """A JSON error reply like the Mistral API's; ``headers`` are added to its content type,
     other keywords go to :class:`Reply`."""
     body = json.dumps({"object": "error", "message": message, "type": "loopback", "code": status})
@@ -74,9 +75,17 @@ def sse_reply(n_chunks: int = 3, **kw: Any) -> Reply:
     events = []
     for i in range(n_chunks):
         data = {
-            "id": "cmpl-loopback", "object": "chat.completion.chunk", "created": 0,
-            "model": "loopback", "choices": [{"index": 0, "delta": {"role": "assistant", "content": f"t{i}"},
-                                             "finish_reason": "stop" if i == n_chunks - 1 else None}],
+            "id": "cmpl-loopback",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "loopback",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": f"t{i}"},
+                    "finish_reason": "stop" if i == n_chunks - 1 else None,
+                }
+            ],
         }
         events.append(f"data: {json.dumps(data)}\n\n".encode())
     events.append(b"data: [DONE]\n\n")
@@ -86,7 +95,10 @@ def sse_reply(n_chunks: int = 3, **kw: Any) -> Reply:
 def completion_reply(**kw: Any) -> Reply:
     """A 200 ``application/json`` chat completion (the answer to a non-streaming call)."""
     body = {
-        "id": "cmpl-loopback", "object": "chat.completion", "created": 0, "model": "loopback",
+        "id": "cmpl-loopback",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "loopback",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }
@@ -188,8 +200,9 @@ class LoopbackServer:
     (``time.monotonic()`` seconds). Use as a context manager; the port is chosen by the OS.
     """
 
-    def __init__(self, reply: Optional[Reply] = None,
-                 respond: Optional[Callable[[BaseHTTPRequestHandler], Reply]] = None) -> None:
+    def __init__(
+        self, reply: Optional[Reply] = None, respond: Optional[Callable[[BaseHTTPRequestHandler], Reply]] = None
+    ) -> None:
         self.reply = reply or error_reply(429)
         self._respond = respond
         self._lock = threading.Lock()
@@ -199,8 +212,9 @@ class LoopbackServer:
         self.request_times: List[float] = []
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="loopback-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="loopback-server", daemon=True
+        )
 
     def respond(self, handler: BaseHTTPRequestHandler) -> Reply:
         return self._respond(handler) if self._respond else self.reply
@@ -208,7 +222,7 @@ class LoopbackServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def reset_counters(self) -> None:
         with self._lock:
@@ -334,7 +348,7 @@ def counting_transports(library: ModuleType) -> Tuple[type, type]:
     tracked_sync = type("_TrackedSyncStream", (_TrackedSync, library.SyncByteStream), {})
     tracked_async = type("_TrackedAsyncStream", (_TrackedAsync, library.AsyncByteStream), {})
 
-    class Counting(_Counts, library.HTTPTransport):  # type: ignore[name-defined,misc]
+    class Counting(_Counts, library.HTTPTransport):  # type: ignore[name-defined]
         __doc__ = f"{library.__name__}'s sync transport (real connection pool) that counts responses never closed."
 
         def __init__(self, **kwargs: Any) -> None:
@@ -346,7 +360,7 @@ def counting_transports(library: ModuleType) -> Tuple[type, type]:
             response.stream = tracked_sync(response.stream, self.tracker)
             return response
 
-    class CountingAsync(_Counts, library.AsyncHTTPTransport):  # type: ignore[name-defined,misc]
+    class CountingAsync(_Counts, library.AsyncHTTPTransport):  # type: ignore[name-defined]
         __doc__ = f"{library.__name__}'s async transport (real connection pool) that counts responses never closed."
 
         def __init__(self, **kwargs: Any) -> None:
@@ -400,8 +414,9 @@ class LoopbackServerProcess:
             within 10 s.
     """
 
-    def __init__(self, reply: Optional[Reply] = None,
-                 respond: Optional[Callable[[BaseHTTPRequestHandler], Reply]] = None) -> None:
+    def __init__(
+        self, reply: Optional[Reply] = None, respond: Optional[Callable[[BaseHTTPRequestHandler], Reply]] = None
+    ) -> None:
         import multiprocessing
 
         try:
@@ -442,8 +457,9 @@ class LoopbackServerProcess:
         self._ask("reset")
 
     def __enter__(self) -> "LoopbackServerProcess":
-        self._proc = self._ctx.Process(target=self._serve, args=(self._child, self._reply, self._respond),
-                                       name="loopback-server", daemon=True)
+        self._proc = self._ctx.Process(
+            target=self._serve, args=(self._child, self._reply, self._respond), name="loopback-server", daemon=True
+        )
         self._proc.start()
         if not self._conn.poll(10):
             self._proc.kill()

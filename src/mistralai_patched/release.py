@@ -162,8 +162,10 @@ class _BoundedAsync:
 def _bounded_streams(library: ModuleType) -> Tuple[type, type]:
     """The bounded stream classes for one library: its ``Response.read()``/``aread()`` only
     iterate a stream that is an instance of its own ``SyncByteStream``/``AsyncByteStream``."""
-    return (type("_BoundedSyncStream", (_BoundedSync, library.SyncByteStream), {}),
-            type("_BoundedAsyncStream", (_BoundedAsync, library.AsyncByteStream), {}))
+    return (
+        type("_BoundedSyncStream", (_BoundedSync, library.SyncByteStream), {}),
+        type("_BoundedAsyncStream", (_BoundedAsync, library.AsyncByteStream), {}),
+    )
 
 
 def _deadline_s(response: httpx.Response, timeout_ms: Optional[int]) -> float:
@@ -178,9 +180,7 @@ def _deadline_s(response: httpx.Response, timeout_ms: Optional[int]) -> float:
     return max(budget, 0.0)
 
 
-def _start(
-    response: httpx.Response, max_bytes: Optional[int], timeout_ms: Optional[int]
-) -> Optional[_Budget]:
+def _start(response: httpx.Response, max_bytes: Optional[int], timeout_ms: Optional[int]) -> Optional[_Budget]:
     if response.is_closed or response.is_stream_consumed:
         return None
     limit = DRAIN_MAX_BYTES if max_bytes is None else max_bytes

@@ -56,9 +56,15 @@ def retry_config(target: str, max_elapsed_ms: int = 500) -> Any:
     return utils.RetryConfig("backoff", backoff, False)
 
 
-def make_sdk(target: str, server_url: str, *, client: Any = None,
-             async_client: Any = None, retries: Any = None,
-             timeout_ms: int = 2000) -> Any:
+def make_sdk(
+    target: str,
+    server_url: str,
+    *,
+    client: Any = None,
+    async_client: Any = None,
+    retries: Any = None,
+    timeout_ms: int = 2000,
+) -> Any:
     """Build the target's SDK object pointed at ``server_url`` with the given clients (httpx or
     httpx2 ``Client`` / ``AsyncClient``; None lets the SDK make its own).
 
@@ -67,8 +73,12 @@ def make_sdk(target: str, server_url: str, *, client: Any = None,
     the pool timeout included (``chat`` otherwise defaults to 300,000 ms, overriding the
     client's own pool timeout), so it must be short for a pool exhaustion to show quickly.
     """
-    common: Dict[str, Any] = {"server_url": server_url, "client": client, "async_client": async_client,
-                              "timeout_ms": timeout_ms}
+    common: Dict[str, Any] = {
+        "server_url": server_url,
+        "client": client,
+        "async_client": async_client,
+        "timeout_ms": timeout_ms,
+    }
     if retries is not None:
         common["retry_config"] = retries
     if target == "mistral":
@@ -90,9 +100,11 @@ def describe_build() -> str:
     """One line naming what is installed: version, release line, upstream base, HTTP library."""
     info = build_info()
     upstream = info.get("upstream", {})
-    return (f"{info.get('distribution', 'mistralai-patched')} {info.get('version', '?')}: line "
-            f"{info.get('line', '?')}, upstream {upstream.get('name', 'mistralai')} "
-            f"{upstream.get('version', '?')}, HTTP library {info.get('http_library', '?')}")
+    return (
+        f"{info.get('distribution', 'mistralai-patched')} {info.get('version', '?')}: line "
+        f"{info.get('line', '?')}, upstream {upstream.get('name', 'mistralai')} "
+        f"{upstream.get('version', '?')}, HTTP library {info.get('http_library', '?')}"
+    )
 
 
 def outcome(exc: Optional[BaseException]) -> str:
@@ -125,8 +137,12 @@ class Report:
 
     @property
     def leaked(self) -> bool:
-        return (self.responses_left_open > 0 or self.pool_in_use > 0
-                or self.outcomes.get("PoolTimeout", 0) > 0 or self.extra_call != "ok")
+        return (
+            self.responses_left_open > 0
+            or self.pool_in_use > 0
+            or self.outcomes.get("PoolTimeout", 0) > 0
+            or self.extra_call != "ok"
+        )
 
     def table(self) -> str:
         rows = [
@@ -140,8 +156,10 @@ class Report:
             ("closed unread (connection lost)", str(self.responses_closed_unread)),
             ("body reads failed", str(self.responses_read_failed)),
             ("TCP connections opened", str(self.tcp_connections)),
-            ("pool after (max " + str(self.pool) + ")",
-             f"{self.pool_connections} connections: {self.pool_idle} idle, {self.pool_in_use} in use"),
+            (
+                "pool after (max " + str(self.pool) + ")",
+                f"{self.pool_connections} connections: {self.pool_idle} idle, {self.pool_in_use} in use",
+            ),
             ("extra call afterwards", self.extra_call),
             ("time", f"{self.seconds:.2f} s"),
             ("verdict", "LEAK" if self.leaked else "PASS: no response left open"),
@@ -160,12 +178,14 @@ def _timeout(library: ModuleType, pool_timeout_ms: int) -> Any:
     return library.Timeout(10.0, pool=pool_timeout_ms / 1000)
 
 
-async def _run_async(target: str, server: LoopbackServer, n: int, pool: int, pool_timeout_ms: int,
-                     report: Report, library: ModuleType) -> None:
+async def _run_async(
+    target: str, server: LoopbackServer, n: int, pool: int, pool_timeout_ms: int, report: Report, library: ModuleType
+) -> None:
     transport = counting_transports(library)[1](limits=pool_limits(pool, library))
     async with library.AsyncClient(transport=transport, timeout=_timeout(library, pool_timeout_ms)) as client:
-        sdk = make_sdk(target, server.url, async_client=client, retries=retry_config(target),
-                       timeout_ms=pool_timeout_ms)
+        sdk = make_sdk(
+            target, server.url, async_client=client, retries=retry_config(target), timeout_ms=pool_timeout_ms
+        )
 
         async def call() -> Optional[BaseException]:
             try:
@@ -188,12 +208,12 @@ async def _run_async(target: str, server: LoopbackServer, n: int, pool: int, poo
         report.pool_connections, report.pool_idle, report.pool_in_use = pool_state(transport)
 
 
-def _run_sync(target: str, server: LoopbackServer, n: int, pool: int, pool_timeout_ms: int,
-              report: Report, library: ModuleType) -> None:
+def _run_sync(
+    target: str, server: LoopbackServer, n: int, pool: int, pool_timeout_ms: int, report: Report, library: ModuleType
+) -> None:
     transport = counting_transports(library)[0](limits=pool_limits(pool, library))
     with library.Client(transport=transport, timeout=_timeout(library, pool_timeout_ms)) as client:
-        sdk = make_sdk(target, server.url, client=client, retries=retry_config(target),
-                       timeout_ms=pool_timeout_ms)
+        sdk = make_sdk(target, server.url, client=client, retries=retry_config(target), timeout_ms=pool_timeout_ms)
 
         def call() -> Optional[BaseException]:
             try:
@@ -215,8 +235,15 @@ def _run_sync(target: str, server: LoopbackServer, n: int, pool: int, pool_timeo
         report.pool_connections, report.pool_idle, report.pool_in_use = pool_state(transport)
 
 
-def run(target: str = "mistral", sync: bool = False, status: int = 429, n: int = 60, pool: int = 8,
-        pool_timeout_ms: int = 1000, library: Optional[ModuleType] = None) -> Report:
+def run(
+    target: str = "mistral",
+    sync: bool = False,
+    status: int = 429,
+    n: int = 60,
+    pool: int = 8,
+    pool_timeout_ms: int = 1000,
+    library: Optional[ModuleType] = None,
+) -> Report:
     """Run the reproduction once and return its :class:`Report`.
 
     Args:
@@ -248,16 +275,26 @@ def run(target: str = "mistral", sync: bool = False, status: int = 429, n: int =
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="mistralai-patched selftest", description=__doc__.splitlines()[0])
-    parser.add_argument("--target", choices=TARGETS + ("all",), default="mistral",
-                        help="which SDK client to exercise (default: mistral; all = every target)")
+    parser.add_argument(
+        "--target",
+        choices=TARGETS + ("all",),
+        default="mistral",
+        help="which SDK client to exercise (default: mistral; all = every target)",
+    )
     parser.add_argument("--sync", action="store_true", help="sync chat.stream from threads")
     parser.add_argument("--both", action="store_true", help="run async and sync")
     parser.add_argument("--status", type=int, default=429, help="error status the server answers (default 429)")
     parser.add_argument("--n", type=int, default=60, help="concurrent calls (default 60)")
     parser.add_argument("--pool", type=int, default=8, help="max_connections of the pool (default 8)")
-    parser.add_argument("--pool-timeout-ms", type=int, default=1000, help="pool timeout in ms, also the SDK request timeout (default 1000)")
-    parser.add_argument("--http-library", choices=HTTP_LIBRARIES,
-                        help="library of the shared client (default: the installed line's)")
+    parser.add_argument(
+        "--pool-timeout-ms",
+        type=int,
+        default=1000,
+        help="pool timeout in ms, also the SDK request timeout (default 1000)",
+    )
+    parser.add_argument(
+        "--http-library", choices=HTTP_LIBRARIES, help="library of the shared client (default: the installed line's)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args(argv)
     if args.n < 1 or args.pool < 1 or not 400 <= args.status <= 599:
@@ -267,8 +304,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     import importlib
 
     library = importlib.import_module(args.http_library) if args.http_library else line_library()
-    reports = [run(t, s, args.status, args.n, args.pool, args.pool_timeout_ms, library)
-               for t in targets for s in modes]
+    reports = [run(t, s, args.status, args.n, args.pool, args.pool_timeout_ms, library) for t in targets for s in modes]
     if args.json:
         print(json.dumps([dict(asdict(r), leaked=r.leaked) for r in reports], indent=2))
     else:

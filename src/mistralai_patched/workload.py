@@ -23,8 +23,15 @@ from types import ModuleType
 
 from . import line_library
 from .loopback import (
-    LoopbackServer, counting_transports, LoopbackServerProcess, Reply, completion_reply,
-    error_reply, pool_state, sse_reply, wants_stream,
+    LoopbackServer,
+    counting_transports,
+    LoopbackServerProcess,
+    Reply,
+    completion_reply,
+    error_reply,
+    pool_state,
+    sse_reply,
+    wants_stream,
 )
 from .selftest import MESSAGES, make_sdk, outcome, pool_limits, retry_config
 
@@ -59,8 +66,11 @@ class Measure:
     def summary(self) -> Dict[str, Any]:
         data = asdict(self)
         data.pop("latencies_ms")
-        data.update(calls_per_s=round(self.calls_per_s, 1), p50_ms=round(self.percentile_ms(0.5), 2),
-                    p99_ms=round(self.percentile_ms(0.99), 2))
+        data.update(
+            calls_per_s=round(self.calls_per_s, 1),
+            p50_ms=round(self.percentile_ms(0.5), 2),
+            p99_ms=round(self.percentile_ms(0.99), 2),
+        )
         return data
 
 
@@ -97,11 +107,23 @@ def _sdk_label() -> str:
     return os.path.dirname(os.path.dirname(mistralai.client.__file__))
 
 
-def run(name: str, *, target: str = "mistral", reply: Optional[Reply] = None,
-        respond: Optional[Callable[[Any], Reply]] = None, calls: int = 60, concurrency: int = 60,
-        sync: bool = False, pool: int = 8, retries: bool = True, max_elapsed_ms: int = 500,
-        stream: Any = True, timeout_ms: int = 10_000, server_process: bool = False,
-        library: Optional[ModuleType] = None) -> Measure:
+def run(
+    name: str,
+    *,
+    target: str = "mistral",
+    reply: Optional[Reply] = None,
+    respond: Optional[Callable[[Any], Reply]] = None,
+    calls: int = 60,
+    concurrency: int = 60,
+    sync: bool = False,
+    pool: int = 8,
+    retries: bool = True,
+    max_elapsed_ms: int = 500,
+    stream: Any = True,
+    timeout_ms: int = 10_000,
+    server_process: bool = False,
+    library: Optional[ModuleType] = None,
+) -> Measure:
     """Run ``calls`` calls with at most ``concurrency`` in flight through one shared client.
 
     Args:
@@ -151,6 +173,7 @@ def run(name: str, *, target: str = "mistral", reply: Optional[Reply] = None,
                 measure.responses_read_failed = transport.responses_read_failed
                 measure.pool_in_use = pool_state(transport)[2]
         else:
+
             async def main() -> None:
                 transport = async_transport(limits=pool_limits(pool, library))
                 async with library.AsyncClient(transport=transport, timeout=timeout) as client:
