@@ -115,7 +115,7 @@ def test_chunked_error_body_without_length_is_drained_and_reused(server: Loopbac
                                                                  sync: bool) -> None:
     server.reply = Reply(429, {"content-type": "application/json"},
                          _pieces(_error_json(429, "chunked boom"), 3), chunked=True)
-    out = call_once(server.url, target, sync=sync, retries=retry_config(target, max_elapsed_ms=60))
+    out = call_once(server.url, target, sync=sync, retries=retry_config(target, max_elapsed_ms=400))
     assert isinstance(out.error, _sdk_error(target)), repr(out.error)
     assert out.error.status_code == 429 and "chunked boom" in out.error.body  # type: ignore[attr-defined]
     _assert_clean(out)
@@ -129,7 +129,7 @@ def test_connection_close_responses(server: LoopbackServer, target: str, sync: b
     """The server closes after each error: each attempt needs a new connection, nothing leaks,
     and the caller gets the server's error (not a protocol error)."""
     server.reply = error_reply(503, "closing boom", close=True)
-    out = call_once(server.url, target, sync=sync, retries=retry_config(target, max_elapsed_ms=60), pool=1)
+    out = call_once(server.url, target, sync=sync, retries=retry_config(target, max_elapsed_ms=400), pool=1)
     assert isinstance(out.error, _sdk_error(target)), repr(out.error)
     assert out.error.status_code == 503 and "closing boom" in out.error.body  # type: ignore[attr-defined]
     _assert_clean(out)
