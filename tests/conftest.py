@@ -18,13 +18,13 @@ from typing import Any, AsyncIterator, Iterator, List, Optional, Tuple
 import pytest
 
 from mistralai_patched import build_info, line_library
-from mistralai_patched.selftest import make_sdk, retry_config
+from mistralai_patched.selftest import TARGETS as _TARGETS, make_sdk, retry_config
 
 httpx = line_library()
 """The built line's HTTP library (the ``httpx`` module on 2.x, ``httpx2`` on 3.x)."""
 LINE = build_info().get("line", "?")
 
-TARGETS = ["mistral", "azure", "gcp"]
+TARGETS = list(_TARGETS)  # gen.yaml `targets`, through the build record (mistralai_patched.targets)
 PRISTINE = os.environ.get("MISTRALAI_PATCHED_PRISTINE") == "1"
 MESSAGES = [{"role": "user", "content": "hi"}]
 ERROR_BODY = b'{"object":"error","message":"boom from the server","code":"x"}'

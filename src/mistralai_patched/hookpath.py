@@ -49,6 +49,8 @@ import sys
 import types
 from typing import Any, Awaitable, Callable, Dict, Tuple, TypeVar
 
+from . import targets
+
 __all__ = ["run_hook_chain", "runs_inline", "PHASES"]
 
 T = TypeVar("T")
@@ -60,9 +62,7 @@ PHASES: Dict[str, str] = {
 }
 """Hook chain method of upstream's ``SDKHooks`` → the list of hooks it runs."""
 
-_SDK_HOOKS_MODULES = frozenset(
-    f"{target}._hooks.sdkhooks" for target in ("mistralai.client", "mistralai.azure.client", "mistralai.gcp.client")
-)
+_SDK_HOOKS_MODULES = frozenset(f"{target}._hooks.sdkhooks" for target in targets())
 
 Check = Callable[[Any, str, Any, Tuple[Any, ...]], bool]
 

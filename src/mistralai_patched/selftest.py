@@ -22,9 +22,9 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from types import ModuleType
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-from . import build_info, line_library
+from . import build_info, line_library, targets
 from .loopback import (
     LoopbackServer,
     counting_transports,
@@ -35,13 +35,28 @@ from .loopback import (
 
 HTTP_LIBRARIES = ("httpx", "httpx2")
 
-TARGETS = ("mistral", "azure", "gcp")
+
+def _short_name(package: str) -> str:
+    """Short name of a target's import package: ``mistralai.client`` → ``mistral``,
+    ``mistralai.azure.client`` → ``azure``."""
+    parts = package.split(".")
+    return "mistral" if len(parts) == 2 else parts[1]
+
+
+_MODULES: Dict[str, str] = {_short_name(package): package for package in targets()}
+TARGETS: Tuple[str, ...] = tuple(_MODULES)
+"""Short names of the SDK targets this build rendered (gen.yaml ``targets``, through the build
+record): ``("mistral", "azure", "gcp")``."""
 MESSAGES = [{"role": "user", "content": "Say hi."}]
 
 
 def target_module(target: str) -> str:
-    """Import package of a target name (``mistral`` → ``mistralai.client``)."""
-    return {"mistral": "mistralai.client", "azure": "mistralai.azure.client", "gcp": "mistralai.gcp.client"}[target]
+    """Import package of a target name (``mistral`` → ``mistralai.client``).
+
+    Raises:
+        KeyError: no such target.
+    """
+    return _MODULES[target]
 
 
 def retry_config(target: str, max_elapsed_ms: int = 500) -> Any:
