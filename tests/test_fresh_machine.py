@@ -81,7 +81,7 @@ def test_isolated_build_with_an_empty_cache(tmp_path: Path, frontend: str) -> No
     cache.mkdir()
     proc = build(frontend, project, tmp_path / "out", dict(os.environ, MISTRALAI_PATCHED_CACHE=str(cache)))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    config = regen.load_line()
+    config = regen.select_line()
     assert [p.name for p in (tmp_path / "out").glob("*.whl")] == \
         [f"mistralai_patched-{config.version}-py3-none-any.whl"]
     sdist = cache / "sdists" / f"{config.upstream_name}-{config.upstream_version}.tar.gz"
@@ -101,7 +101,7 @@ def test_unreachable_index_is_reported_truly(tmp_path: Path, frontend: str) -> N
     proc = build(frontend, project, tmp_path / "out", env, index=configured_index())
     said = proc.stdout + proc.stderr
     assert proc.returncode != 0, said[-3000:]
-    config = regen.load_line()
+    config = regen.select_line()
     assert f"pip could not download the upstream sdist {config.upstream_name}=={config.upstream_version}" in said
     assert "command: " in said and " -m pip download --no-deps --no-binary :all:" in said
     assert "pip said:" in said and "127.0.0.1" in said, "pip's own error output names the index it tried"
@@ -140,7 +140,7 @@ def test_missing_pip_is_named_with_the_remedy(tmp_path: Path, monkeypatch: pytes
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pip" else real(name, *a))
     monkeypatch.setenv("MISTRALAI_PATCHED_CACHE", str(tmp_path / "empty-cache"))
-    config = regen.load_line()
+    config = regen.select_line()
     with pytest.raises(regen.RegenError, match=r"pip is not importable .* build requirement") as info:
         regen.fetch_sdist(config.upstream_name, config.upstream_version, config.sdist_sha256)
     assert "Nothing was written" in str(info.value) and not (tmp_path / "empty-cache").exists()

@@ -51,7 +51,7 @@ def test_missing_field(tmp_path: Path, out: Path) -> None:
 
 
 def test_sha256_mismatch(tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    good = regen.load_line().sdist_sha256
+    good = regen.select_line().sdist_sha256
     text = (ROOT / "gen.yaml").read_text().replace(good, "ab" * 32)
     with pytest.raises(regen.RegenError, match="sha256") as info:
         regen.regenerate(out, config_path=_gen_yaml(tmp_path, text))
@@ -87,7 +87,7 @@ def _regenerate_against_changed_print(tmp_path: Path, out: Path, monkeypatch: py
 
 
 def test_upstream_change_to_a_replaced_unit(tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    unit_print = regen.read_lock(regen.LOCK).line(regen.load_line()).unit("mistralai.azure.client", "utils/retries.py", "retry")
+    unit_print = regen.read_lock(regen.LOCK).line(regen.select_line()).unit("mistralai.azure.client", "utils/retries.py", "retry")
     message = _regenerate_against_changed_print(tmp_path, out, monkeypatch, unit_print)
     assert "mistralai.azure.client/utils/retries.py: retry" in message
     assert "--accept-upstream" in message and "Nothing was written" in message
@@ -95,7 +95,7 @@ def test_upstream_change_to_a_replaced_unit(tmp_path: Path, out: Path, monkeypat
 
 def test_upstream_change_to_a_relied_on_unit(tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A unit the hook fast path assumes (gen.yaml `relies_on`) is locked like a replaced one."""
-    unit_print = regen.read_lock(regen.LOCK).line(regen.load_line()).relied("client/_hooks/tracing.py", "TracingHook.before_request")
+    unit_print = regen.read_lock(regen.LOCK).line(regen.select_line()).relied("client/_hooks/tracing.py", "TracingHook.before_request")
     message = _regenerate_against_changed_print(tmp_path, out, monkeypatch, unit_print)
     assert "mistralai/client/_hooks/tracing.py: TracingHook.before_request (relied on)" in message
     assert "hookpath.py" in message and "--accept-upstream" in message and "Nothing was written" in message
@@ -252,7 +252,7 @@ def test_locked_text_of_an_added_method_is_its_class() -> None:
 
 
 def test_variant_of_each_distribution_name() -> None:
-    config = regen.load_line()
+    config = regen.select_line()
     assert config.variant("mistralai-patched") == ("patched", config.version)
     assert config.variant("Mistralai_Patched") == ("patched", config.version)
     assert config.variant(config.drop_in_name) == ("drop-in", config.drop_in_version)
@@ -297,7 +297,7 @@ def test_interrupted_regeneration_leaves_nothing_behind(tmp_path: Path, signame:
     import signal
     import time
 
-    regen.fetch_sdist(*(lambda c: (c.upstream_name, c.upstream_version, c.sdist_sha256))(regen.load_line()))
+    regen.fetch_sdist(*(lambda c: (c.upstream_name, c.upstream_version, c.sdist_sha256))(regen.select_line()))
     for attempt in range(5):
         parent = tmp_path / f"try{attempt}"
         tree = parent / "mistralai"

@@ -27,11 +27,9 @@ from .build import (
     regenerate,
     select_line,
     write_build_info,
-    _interruptible,
-    _uninterrupted,
 )
 from .cli import main
-from .config import Config, FileSpec, Line, Target, load_config, load_line, normalize
+from .config import Config, FileSpec, Line, Target, load_config, normalize
 from .errors import RegenError
 from .lock import LOCK_FORMAT, Lock, LineLock, read_lock, write_lock
 from .paths import BUILD_INFO, DEFAULT_OUT, GEN_YAML, LOCK, ROOT, TEMPLATES, UPSTREAM_ENV
@@ -78,7 +76,6 @@ __all__ = [
     "inputs_hash",
     "is_fresh",
     "load_config",
-    "load_line",
     "locked_text",
     "main",
     "normalize",
@@ -92,7 +89,5 @@ __all__ = [
     "wheel_sources",
     "write_build_info",
     "write_lock",
-    "_interruptible",
     "_sha256_file",
-    "_uninterrupted",
 ]

@@ -45,10 +45,6 @@ class Result:
     metadata: Dict[str, Any]
     relied: Dict[str, Dict[str, str]] = field(default_factory=dict)  # relies_on path -> unit -> fingerprint
 
-    @property
-    def config(self) -> Line:  # the name earlier callers used
-        return self.line
-
 
 def inputs_hash(line: Line, lock_path: Optional[Path] = None) -> str:
     """Hash of everything the rendered tree of ``line`` depends on besides the sdist itself:

@@ -295,12 +295,3 @@ def load_config(path: Path = GEN_YAML) -> Config:
 def in_sdist() -> bool:
     """True when running from an unpacked sdist of this project (it carries PKG-INFO)."""
     return (ROOT / "PKG-INFO").is_file()
-
-
-def load_line(path: Path = GEN_YAML, upstream: Optional[str] = None) -> Line:
-    """The line to build from ``gen.yaml`` (see :meth:`Config.line`).
-
-    Raises:
-        RegenError: gen.yaml is malformed or ``upstream`` names no line.
-    """
-    return load_config(path).line(upstream)
