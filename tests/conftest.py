@@ -18,7 +18,8 @@ from typing import Any, AsyncIterator, Iterator, List, Optional, Tuple
 import pytest
 
 from mistralai_patched import build_info, line_library
-from mistralai_patched.selftest import TARGETS as _TARGETS, make_sdk, retry_config
+from mistralai_patched.harness import TARGETS as _TARGETS, CallResult, SharedClient, make_sdk, retry_config
+from mistralai_patched.loopback import LoopbackServer
 
 httpx = line_library()
 """The built line's HTTP library (the ``httpx`` module on 2.x, ``httpx2`` on 3.x)."""
@@ -67,18 +68,6 @@ def library(request: Any) -> ModuleType:
             and request.node.callspec.params.get("target") == "gcp":
         pytest.skip(f"upstream's GCP hook rebuilds requests as {httpx.__name__}.Request (conftest.library)")
     return httpx if request.param == httpx.__name__ else pytest.importorskip(request.param)
-
-
-def user_client(library: ModuleType, sync: bool, pool: int, timeout_s: float = 5.0,
-                pool_timeout_s: float = 0.5) -> Tuple[Any, Any]:
-    """``(client, transport)``: a ``library`` client over its counting transport
-    (``loopback.counting_transports``) with a real pool of ``pool`` connections, all kept alive."""
-    from mistralai_patched.loopback import counting_transports
-
-    transport = counting_transports(library)[0 if sync else 1](
-        limits=library.Limits(max_connections=pool, max_keepalive_connections=pool))
-    timeout = library.Timeout(timeout_s, pool=pool_timeout_s)
-    return (library.Client if sync else library.AsyncClient)(transport=transport, timeout=timeout), transport
 
 
 class HookError(Exception):
@@ -194,7 +183,8 @@ SSE_OK = (
 
 __all__ = [
     "TARGETS", "PRISTINE", "LINE", "UPSTREAM_CLOSES_RETRIED", "retry_leak_case", "httpx", "CLIENT_LIBRARIES", "MESSAGES", "ERROR_BODY", "SSE_OK", "HookError", "Hooks", "install_hooks",
-    "expected_error", "TrackedBody", "cancel_while_hook_runs", "make_sdk", "retry_config",
+    "expected_error", "TrackedBody", "cancel_while_hook_runs", "make_sdk", "retry_config", "SharedClient",
+    "call_once", "Outcome",
 ]
 
 
@@ -221,66 +211,38 @@ def call_once(server_url: str, target: str, *, sync: bool, stream: bool = True, 
               prepare: Any = None, timeout_ms: int = 2000, pool: int = 2, calls: int = 1,
               disable_gc: bool = False) -> Outcome:
     """Make ``calls`` chat calls (streamed and read to the end, or complete) through one fresh
-    client with a real pool of ``pool`` connections; ``prepare(sdk)`` may install hooks.
-    The last call's exception is kept; ``disable_gc`` turns the garbage collector off for the run
-    so that nothing is closed behind the test's back."""
+    :class:`~mistralai_patched.harness.SharedClient` with a real pool of ``pool`` connections;
+    ``prepare(sdk)`` may install hooks. The last call's exception is kept; ``disable_gc`` turns
+    the garbage collector off for the run so that nothing is closed behind the test's back."""
     import asyncio
     import gc
     import time
 
-    from mistralai_patched.loopback import CountingAsyncTransport, CountingTransport, pool_state
-    from mistralai_patched.selftest import pool_limits
-
     outcome = Outcome()
-    timeout = httpx.Timeout(max(timeout_ms / 1000, 5.0), pool=0.5)
-    started = time.monotonic()
+    shared = SharedClient(target, server_url, sync=sync, pool=pool, retries=retries, timeout_ms=timeout_ms)
+    if prepare is not None:
+        prepare(shared.sdk)
 
-    def sync_call(sdk: Any) -> None:
-        if stream:
-            with sdk.chat.stream(model="m", messages=MESSAGES) as events:
-                for _ in events:
-                    outcome.events += 1
-        else:
-            sdk.chat.complete(model="m", messages=MESSAGES)
-
-    async def async_call(sdk: Any) -> None:
-        if stream:
-            async with await sdk.chat.stream_async(model="m", messages=MESSAGES) as events:
-                async for _ in events:
-                    outcome.events += 1
-        else:
-            await sdk.chat.complete_async(model="m", messages=MESSAGES)
+    def keep(result: CallResult) -> None:
+        outcome.error, outcome.events = result.error, result.events
 
     async def run_async() -> None:
-        transport = CountingAsyncTransport(limits=pool_limits(pool))
-        async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
-            sdk = make_sdk(target, server_url, async_client=client, retries=retries, timeout_ms=timeout_ms)
-            if prepare is not None:
-                prepare(sdk)
+        async with shared:
             for _ in range(calls):
-                outcome.error, outcome.events = None, 0
-                try:
-                    await async_call(sdk)
-                except Exception as exc:  # noqa: BLE001 - the caller inspects it
-                    outcome.error = exc
-            outcome.left_open, outcome.in_use = transport.responses_left_open, pool_state(transport)[2]
+                keep(await shared.call_async(stream))
+            tally = shared.tally()
+        outcome.left_open, outcome.in_use = tally.responses_left_open, tally.in_use
 
     if disable_gc:
         gc.disable()
+    started = time.monotonic()
     try:
         if sync:
-            transport = CountingTransport(limits=pool_limits(pool))
-            with httpx.Client(transport=transport, timeout=timeout) as client:
-                sdk = make_sdk(target, server_url, client=client, retries=retries, timeout_ms=timeout_ms)
-                if prepare is not None:
-                    prepare(sdk)
+            with shared:
                 for _ in range(calls):
-                    outcome.error, outcome.events = None, 0
-                    try:
-                        sync_call(sdk)
-                    except Exception as exc:  # noqa: BLE001 - the caller inspects it
-                        outcome.error = exc
-                outcome.left_open, outcome.in_use = transport.responses_left_open, pool_state(transport)[2]
+                    keep(shared.call(stream))
+                tally = shared.tally()
+            outcome.left_open, outcome.in_use = tally.responses_left_open, tally.in_use
         else:
             asyncio.run(run_async())
     finally:
@@ -288,3 +250,18 @@ def call_once(server_url: str, target: str, *, sync: bool, stream: bool = True, 
             gc.enable()
     outcome.elapsed = time.monotonic() - started
     return outcome
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    """A :class:`~mistralai_patched.loopback.LoopbackServer` for one test (its default reply)."""
+    with LoopbackServer() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def module_server() -> Iterator[LoopbackServer]:
+    """One :class:`~mistralai_patched.loopback.LoopbackServer` for a module's tests; each test
+    programs its ``reply``."""
+    with LoopbackServer() as srv:
+        yield srv

@@ -22,7 +22,7 @@ from typing import Any, AsyncIterator, Dict, Iterator, List
 
 from conftest import httpx  # the line's HTTP library (2.x: httpx; 3.x: httpx2, as upstream imports it)
 
-from mistralai_patched.selftest import TARGETS, target_module
+from mistralai_patched.harness import TARGETS, target_module
 
 def _chunk(i: int, content: str = "", tool: bool = False, finish: Any = None, usage: bool = False) -> Dict[str, Any]:
     delta: Dict[str, Any] = {"role": "assistant", "content": content}

@@ -11,16 +11,16 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 from conftest import httpx  # the line's HTTP library (2.x: httpx; 3.x: httpx2, as upstream imports it)
 import pytest
 
-from conftest import MESSAGES, TARGETS, UPSTREAM_CLOSES_RETRIED, make_sdk
+from conftest import MESSAGES, TARGETS, UPSTREAM_CLOSES_RETRIED
 from mistralai_patched.loopback import (
-    CountingAsyncTransport, LoopbackServer, Reply, error_reply, pool_state, sse_reply,
+    LoopbackServer, Reply, error_reply, pool_state, sse_reply,
 )
-from mistralai_patched.selftest import pool_limits, retry_config
+from mistralai_patched.harness import SharedClient, retry_config
 
 pytestmark = pytest.mark.long  # one of the long suites: .ci/run runs them in full on one Python
 
@@ -53,12 +53,6 @@ class BlockingHook:
     def after_success(self, hook_ctx: Any, response: httpx.Response) -> Any:
         self._block("after_success_hook")
         return response
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as srv:
-        yield srv
 
 
 def _setup(point: str, server: LoopbackServer) -> Callable[[], bool]:
@@ -120,9 +114,8 @@ async def test_cancel_at_every_await(server: LoopbackServer, target: str, point:
     at_point = _setup(point, server)
     hook = BlockingHook(point)
     retries = retry_config(target, max_elapsed_ms=10_000) if point in ("retry_drain", "retry_sleep") else None
-    transport = CountingAsyncTransport(limits=pool_limits(1))
-    async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(10.0, pool=1.0)) as client:
-        sdk = make_sdk(target, server.url, async_client=client, retries=retries, timeout_ms=10_000)
+    async with SharedClient(target, server.url, sync=False, pool=1, retries=retries, timeout_ms=10_000) as shared:
+        sdk, transport = shared.sdk, shared.transport
         registry = sdk.sdk_configuration.__dict__["_hooks"]
         registry.register_before_request_hook(hook)
         registry.register_after_error_hook(hook)

@@ -18,10 +18,10 @@ from typing import List
 
 import pytest
 
-from conftest import MESSAGES, TARGETS, make_sdk, user_client
+from conftest import MESSAGES, TARGETS, SharedClient
 from mistralai_patched.allowances import race_errors, reuse_problems
+from mistralai_patched.harness import outcome, retry_config
 from mistralai_patched.loopback import LoopbackServer, error_reply, pool_state
-from mistralai_patched.selftest import outcome, retry_config
 
 POOL = 2
 CALLS = 8
@@ -35,9 +35,9 @@ def test_retried_429s(library: ModuleType, target: str, sync: bool) -> None:
     the server's body, and the retried responses were drained to their end (their connections
     kept); see mistralai_patched.allowances for the sync rule."""
     with LoopbackServer(error_reply(429, "slow down from the server")) as server:
-        client, transport = user_client(library, sync, POOL)
-        sdk = make_sdk(target, server.url, client=client if sync else None, async_client=None if sync else client,
-                       retries=retry_config(target, max_elapsed_ms=100), timeout_ms=5000)
+        shared = SharedClient(target, server.url, sync=sync, library=library, pool=POOL,
+                              retries=retry_config(target, max_elapsed_ms=100), timeout_ms=5000)
+        sdk, transport = shared.sdk, shared.transport
 
         def call_sync() -> BaseException:
             with pytest.raises(Exception) as info:
@@ -53,11 +53,11 @@ def test_retried_429s(library: ModuleType, target: str, sync: bool) -> None:
             return info.value
 
         async def storm() -> List[BaseException]:
-            async with client:
+            async with shared:
                 return list(await asyncio.gather(*(call_async() for _ in range(CALLS))))
 
         if sync:
-            with client, ThreadPoolExecutor(CALLS) as pool:
+            with shared, ThreadPoolExecutor(CALLS) as pool:
                 errors = list(pool.map(lambda _: call_sync(), range(CALLS)))
         else:
             errors = asyncio.run(storm())

@@ -24,7 +24,7 @@ import pytest
 
 from conftest import TARGETS, HookError, Hooks, call_once, install_hooks
 from mistralai_patched.loopback import LoopbackServer, Reply
-from mistralai_patched.selftest import retry_config, target_module
+from mistralai_patched.harness import retry_config, target_module
 
 pytestmark = pytest.mark.long  # one of the long suites: .ci/run runs them in full on one Python
 
@@ -56,12 +56,6 @@ def _errors(target: str) -> Tuple[type, type]:
 
     module = importlib.import_module(target_module(target) + ".errors")
     return module.HTTPValidationError, module.SDKError
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as srv:
-        yield srv
 
 
 def _is_bite(stream: bool, retries: bool, status: int, hook: str) -> bool:
@@ -127,10 +121,12 @@ def _run_case(server: LoopbackServer, target: str, hook: str, status: int, retri
 
 
 @pytest.mark.parametrize("target,hook,status,retries,stream", CASES)
-def test_sync(server: LoopbackServer, target: str, hook: str, status: int, retries: bool, stream: bool) -> None:
-    _run_case(server, target, hook, status, retries, stream, sync=True)
+def test_sync(module_server: LoopbackServer, target: str, hook: str, status: int, retries: bool,
+              stream: bool) -> None:
+    _run_case(module_server, target, hook, status, retries, stream, sync=True)
 
 
 @pytest.mark.parametrize("target,hook,status,retries,stream", CASES)
-def test_async(server: LoopbackServer, target: str, hook: str, status: int, retries: bool, stream: bool) -> None:
-    _run_case(server, target, hook, status, retries, stream, sync=False)
+def test_async(module_server: LoopbackServer, target: str, hook: str, status: int, retries: bool,
+               stream: bool) -> None:
+    _run_case(module_server, target, hook, status, retries, stream, sync=False)

@@ -21,7 +21,7 @@ import pytest
 
 from conftest import ERROR_BODY, MESSAGES, SSE_OK, TARGETS, make_sdk
 from mistralai_patched import hookpath
-from mistralai_patched.selftest import target_module
+from mistralai_patched.harness import target_module
 
 URL = "http://api.test"
 COMPLETION = {

@@ -21,9 +21,9 @@ from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 from conftest import httpx  # the line's HTTP library (2.x: httpx; 3.x: httpx2, as upstream imports it)
 import pytest
 
-from conftest import MESSAGES, TARGETS, make_sdk, retry_leak_case
-from mistralai_patched.loopback import CountingAsyncTransport, CountingTransport, Reply, error_reply, sse_reply
-from mistralai_patched.selftest import outcome, retry_config
+from conftest import MESSAGES, TARGETS, SharedClient, retry_leak_case
+from mistralai_patched.loopback import CountingTransport, Reply, error_reply, sse_reply
+from mistralai_patched.harness import outcome, retry_config
 
 pytest.importorskip("h2")
 hypercorn_asyncio = pytest.importorskip("hypercorn.asyncio")
@@ -139,8 +139,10 @@ class SerialOpenTransport(CountingTransport):
             return super().handle_request(request)
 
 
-def _limits() -> httpx.Limits:
-    return httpx.Limits(max_connections=4, max_keepalive_connections=4)
+def _h2_client(server: H2cServer, target: str, sync: bool, retries: Any = None, transport_class: Optional[type] = None) -> SharedClient:
+    """A shared client speaking HTTP/2 only (prior knowledge, h2c) over a pool of 4 connections."""
+    return SharedClient(target, server.url, sync=sync, pool=4, retries=retries, timeout_ms=5000,
+                        transport_class=transport_class, http1=False, http2=True)
 
 
 def _check(server: H2cServer, transport: Any, results: List[Any], extra: Any) -> None:
@@ -153,18 +155,11 @@ def _check(server: H2cServer, transport: Any, results: List[Any], extra: Any) ->
 
 @pytest.mark.parametrize("target", [retry_leak_case(t) for t in TARGETS])  # bites: upstream leaves it open
 async def test_h2_429_storm_async(server: H2cServer, target: str) -> None:
-    transport = CountingAsyncTransport(http1=False, http2=True, limits=_limits())
-    async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0, pool=1.0)) as client:
-        sdk = make_sdk(target, server.url, async_client=client, retries=retry_config(target), timeout_ms=5000)
+    async with _h2_client(server, target, sync=False, retries=retry_config(target)) as shared:
+        transport = shared.transport
 
         async def call() -> Optional[BaseException]:
-            try:
-                async with await sdk.chat.stream_async(model="m", messages=MESSAGES) as events:
-                    async for _ in events:
-                        pass
-            except Exception as exc:  # noqa: BLE001 - the outcome is checked
-                return exc
-            return None
+            return (await shared.call_async()).error
 
         try:
             results = await asyncio.wait_for(asyncio.gather(*(call() for _ in range(CALLS))), 8)
@@ -177,19 +172,12 @@ async def test_h2_429_storm_async(server: H2cServer, target: str) -> None:
 
 @pytest.mark.parametrize("target", [retry_leak_case(t) for t in TARGETS])  # bites: upstream leaves it open
 def test_h2_429_storm_sync(server: H2cServer, target: str) -> None:
-    transport = SerialOpenTransport(http1=False, http2=True, limits=_limits())
     results: List[Any] = []
-    with httpx.Client(transport=transport, timeout=httpx.Timeout(5.0, pool=1.0)) as client:
-        sdk = make_sdk(target, server.url, client=client, retries=retry_config(target), timeout_ms=5000)
+    with _h2_client(server, target, sync=True, retries=retry_config(target), transport_class=SerialOpenTransport) as shared:
+        transport = shared.transport
 
         def call() -> Optional[BaseException]:
-            try:
-                with sdk.chat.stream(model="m", messages=MESSAGES) as events:
-                    for _ in events:
-                        pass
-            except Exception as exc:  # noqa: BLE001
-                return exc
-            return None
+            return shared.call().error
 
         def worker() -> None:
             for _ in range(CALLS // 10):
@@ -211,9 +199,8 @@ def test_h2_429_storm_sync(server: H2cServer, target: str) -> None:
 @pytest.mark.parametrize("target", TARGETS)
 async def test_h2_successful_streams_share_one_connection(server: H2cServer, target: str) -> None:
     server.reply = sse_reply(3)
-    transport = CountingAsyncTransport(http1=False, http2=True, limits=_limits())
-    async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0)) as client:
-        sdk = make_sdk(target, server.url, async_client=client, timeout_ms=5000)
+    async with _h2_client(server, target, sync=False) as shared:
+        sdk, transport = shared.sdk, shared.transport
         for _ in range(10):
             async with await sdk.chat.stream_async(model="m", messages=MESSAGES) as events:
                 assert len([e async for e in events]) == 3

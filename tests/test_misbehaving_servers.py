@@ -11,7 +11,7 @@ connection in the main client, and sleeps a ``Retry-After`` past the backoff's m
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 from conftest import httpx  # the line's HTTP library (2.x: httpx; 3.x: httpx2, as upstream imports it)
 import pytest
@@ -19,17 +19,11 @@ import pytest
 from conftest import TARGETS, call_once, retry_leak_case
 from mistralai_patched import release
 from mistralai_patched.loopback import LoopbackServer, Reply, error_reply, sse_reply
-from mistralai_patched.selftest import retry_config, target_module
+from mistralai_patched.harness import retry_config, target_module
 
 pytestmark = pytest.mark.long  # one of the long suites: .ci/run runs them in full on one Python
 
 MODES = [pytest.param(True, id="sync"), pytest.param(False, id="async")]
-
-
-@pytest.fixture
-def server() -> Iterator[LoopbackServer]:
-    with LoopbackServer() as srv:
-        yield srv
 
 
 def _sdk_error(target: str) -> type:

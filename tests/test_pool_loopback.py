@@ -11,24 +11,15 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from conftest import httpx  # the line's HTTP library (2.x: httpx; 3.x: httpx2, as upstream imports it)
 import pytest
 
-from conftest import (
-    MESSAGES, TARGETS, Hooks, cancel_while_hook_runs, expected_error, install_hooks, make_sdk, user_client,
-)
+from conftest import MESSAGES, TARGETS, Hooks, SharedClient, cancel_while_hook_runs, expected_error, install_hooks
 from mistralai_patched import selftest
 from mistralai_patched.allowances import race_errors, reuse_problems
-from mistralai_patched.selftest import pool_limits
-from mistralai_patched.loopback import (
-    CountingAsyncTransport, CountingTransport, LoopbackServer, error_reply, pool_state, sse_reply,
-)
+from mistralai_patched.loopback import LoopbackServer, error_reply, pool_state, sse_reply
 
 POOL = 2
 PATHS = ["hook_error", "no_result", "hook_raises", "after_success_raises"]
-
-
-TIMEOUT = httpx.Timeout(5.0, pool=0.5)
 
 
 @pytest.mark.bites
@@ -58,9 +49,8 @@ def test_429_storm_reproduction(target: str, sync: bool) -> None:
 def test_sync_path_keeps_pool_serving(library: ModuleType, target: str, path: str) -> None:
     reply = sse_reply() if path == "after_success_raises" else error_reply(503, "boom from the server")
     with LoopbackServer(reply) as server:
-        client, transport = user_client(library, sync=True, pool=POOL)
-        with client:
-            sdk = make_sdk(target, server.url, client=client)
+        with SharedClient(target, server.url, sync=True, library=library, pool=POOL) as shared:
+            sdk, transport = shared.sdk, shared.transport
             install_hooks(sdk, Hooks(path))
             for _ in range(POOL * 3):  # more calls than the pool has connections
                 with pytest.raises(expected_error(path)) as info:
@@ -79,9 +69,8 @@ def test_sync_path_keeps_pool_serving(library: ModuleType, target: str, path: st
 async def test_async_path_keeps_pool_serving(library: ModuleType, target: str, path: str) -> None:
     reply = sse_reply() if path == "after_success_raises" else error_reply(503, "boom from the server")
     with LoopbackServer(reply) as server:
-        client, transport = user_client(library, sync=False, pool=POOL)
-        async with client:
-            sdk = make_sdk(target, server.url, async_client=client)
+        async with SharedClient(target, server.url, sync=False, library=library, pool=POOL) as shared:
+            sdk, transport = shared.sdk, shared.transport
             install_hooks(sdk, Hooks(path))
             for _ in range(POOL * 3):
                 with pytest.raises(expected_error(path)):
@@ -97,9 +86,8 @@ async def test_async_path_keeps_pool_serving(library: ModuleType, target: str, p
 async def test_cancel_while_error_hook_runs_frees_the_connection(target: str) -> None:
     hooks = Hooks("block")
     with LoopbackServer(error_reply(503)) as server:
-        transport = CountingAsyncTransport(limits=pool_limits(1))
-        async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
-            sdk = make_sdk(target, server.url, async_client=client)
+        async with SharedClient(target, server.url, sync=False, pool=1) as shared:
+            sdk, transport = shared.sdk, shared.transport
             install_hooks(sdk, hooks)
             await cancel_while_hook_runs(sdk.chat.stream_async(model="m", messages=MESSAGES), hooks)
             assert transport.responses_left_open == 0
@@ -117,9 +105,8 @@ def test_over_bound_error_body_closes_connection_and_keeps_prefix(monkeypatch: p
     monkeypatch.setattr(release, "DRAIN_MAX_BYTES", 1024)
     big = "x" * 10_000
     with LoopbackServer(error_reply(500, big)) as server:
-        transport = CountingTransport(limits=pool_limits(1))
-        with httpx.Client(transport=transport, timeout=TIMEOUT) as client:
-            sdk = make_sdk("mistral", server.url, client=client)
+        with SharedClient("mistral", server.url, sync=True, pool=1) as shared:
+            sdk, transport = shared.sdk, shared.transport
             install_hooks(sdk, Hooks("no_result"))
             for _ in range(3):
                 with pytest.raises(expected_error("no_result")) as info:
@@ -156,9 +143,8 @@ async def _consume_async(sdk: Any, mode: str) -> None:
 @pytest.mark.parametrize("target", TARGETS)
 def test_event_stream_with_closes(target: str, mode: str) -> None:
     with LoopbackServer(sse_reply(50)) as server:
-        transport = CountingTransport(limits=pool_limits(1))
-        with httpx.Client(transport=transport, timeout=TIMEOUT) as client:
-            sdk = make_sdk(target, server.url, client=client)
+        with SharedClient(target, server.url, sync=True, pool=1) as shared:
+            sdk, transport = shared.sdk, shared.transport
             for _ in range(3):  # a pool of one: a stream left open would block the next call
                 if mode == "raise":
                     with pytest.raises(ValueError):
@@ -172,9 +158,8 @@ def test_event_stream_with_closes(target: str, mode: str) -> None:
 @pytest.mark.parametrize("target", TARGETS)
 async def test_event_stream_async_with_closes(target: str, mode: str) -> None:
     with LoopbackServer(sse_reply(50)) as server:
-        transport = CountingAsyncTransport(limits=pool_limits(1))
-        async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
-            sdk = make_sdk(target, server.url, async_client=client)
+        async with SharedClient(target, server.url, sync=False, pool=1) as shared:
+            sdk, transport = shared.sdk, shared.transport
             for _ in range(3):
                 if mode == "raise":
                     with pytest.raises(ValueError):

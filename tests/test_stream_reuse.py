@@ -15,18 +15,12 @@ import time
 from types import ModuleType
 from typing import Any, List
 
-from conftest import httpx  # the line's HTTP library (2.x: httpx; 3.x: httpx2, as upstream imports it)
 import pytest
 
-from conftest import MESSAGES, TARGETS, make_sdk, user_client
+from conftest import MESSAGES, TARGETS, SharedClient
 from mistralai_patched import release
 from mistralai_patched.allowances import race_errors, reuse_problems
-from mistralai_patched.loopback import (
-    CountingAsyncTransport, CountingTransport, LoopbackServer, Reply, pool_state, sse_reply,
-)
-from mistralai_patched.selftest import pool_limits
-
-TIMEOUT = httpx.Timeout(5.0, pool=1.0)
+from mistralai_patched.loopback import LoopbackServer, Reply, pool_state, sse_reply
 CALLS = 10
 
 
@@ -44,9 +38,8 @@ async def _read_all_async(sdk: Any) -> List[Any]:
 @pytest.mark.parametrize("target", TARGETS)
 def test_sequential_sync_streams_use_one_connection(library: ModuleType, target: str) -> None:
     with LoopbackServer(sse_reply(3)) as server:
-        client, transport = user_client(library, sync=True, pool=4, pool_timeout_s=1.0)
-        with client:
-            sdk = make_sdk(target, server.url, client=client)
+        with SharedClient(target, server.url, sync=True, library=library, pool=4) as shared:
+            sdk, transport = shared.sdk, shared.transport
             for _ in range(CALLS):
                 assert len(_read_all_sync(sdk)) == 3
             assert transport.responses_left_open == 0
@@ -58,9 +51,8 @@ def test_sequential_sync_streams_use_one_connection(library: ModuleType, target:
 @pytest.mark.parametrize("target", TARGETS)
 async def test_sequential_async_streams_use_one_connection(library: ModuleType, target: str) -> None:
     with LoopbackServer(sse_reply(3)) as server:
-        client, transport = user_client(library, sync=False, pool=4, pool_timeout_s=1.0)
-        async with client:
-            sdk = make_sdk(target, server.url, async_client=client)
+        async with SharedClient(target, server.url, sync=False, library=library, pool=4) as shared:
+            sdk, transport = shared.sdk, shared.transport
             for _ in range(CALLS):
                 assert len(await _read_all_async(sdk)) == 3
             assert transport.responses_left_open == 0
@@ -74,9 +66,8 @@ async def test_concurrent_async_streams_stay_within_the_pool(target: str) -> Non
     """60 concurrent successful streams, then 60 more, through a pool of 8: at most 8 TCP
     connections in all (upstream opens one per call)."""
     with LoopbackServer(sse_reply(3, delay_ms=2)) as server:
-        transport = CountingAsyncTransport(limits=pool_limits(8))
-        async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(10.0)) as client:
-            sdk = make_sdk(target, server.url, async_client=client, timeout_ms=10_000)
+        async with SharedClient(target, server.url, sync=False, pool=8, timeout_ms=10_000) as shared:
+            sdk, transport = shared.sdk, shared.transport
             for _ in range(2):
                 results = await asyncio.gather(*(_read_all_async(sdk) for _ in range(60)))
                 assert all(len(r) == 3 for r in results)
@@ -87,9 +78,8 @@ async def test_concurrent_async_streams_stay_within_the_pool(target: str) -> Non
 @pytest.mark.bites
 def test_concurrent_sync_streams_stay_within_the_pool() -> None:
     with LoopbackServer(sse_reply(3, delay_ms=2)) as server:
-        transport = CountingTransport(limits=pool_limits(8))
-        with httpx.Client(transport=transport, timeout=httpx.Timeout(10.0)) as client:
-            sdk = make_sdk("mistral", server.url, client=client, timeout_ms=10_000)
+        with SharedClient("mistral", server.url, sync=True, pool=8, timeout_ms=10_000) as shared:
+            sdk, transport = shared.sdk, shared.transport
             errors: List[BaseException] = []
 
             def worker() -> None:
@@ -123,9 +113,8 @@ def _long_generation() -> Reply:
 @pytest.mark.parametrize("target", TARGETS)
 def test_sync_early_exit_closes_at_once(target: str) -> None:
     with LoopbackServer(_long_generation()) as server:
-        transport = CountingTransport(limits=pool_limits(1))
-        with httpx.Client(transport=transport, timeout=TIMEOUT) as client:
-            sdk = make_sdk(target, server.url, client=client)
+        with SharedClient(target, server.url, sync=True, pool=1) as shared:
+            sdk, transport = shared.sdk, shared.transport
             started = time.monotonic()
             with sdk.chat.stream(model="m", messages=MESSAGES) as events:
                 next(iter(events))
@@ -137,9 +126,8 @@ def test_sync_early_exit_closes_at_once(target: str) -> None:
 @pytest.mark.parametrize("target", TARGETS)
 async def test_async_early_exit_and_cancellation_close_at_once(target: str) -> None:
     with LoopbackServer(_long_generation()) as server:
-        transport = CountingAsyncTransport(limits=pool_limits(1))
-        async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
-            sdk = make_sdk(target, server.url, async_client=client)
+        async with SharedClient(target, server.url, sync=False, pool=1) as shared:
+            sdk, transport = shared.sdk, shared.transport
             started = time.monotonic()
             async with await sdk.chat.stream_async(model="m", messages=MESSAGES) as events:
                 async for _ in events:
@@ -165,9 +153,8 @@ def test_abandoned_stream_is_closed_by_garbage_collection(target: str) -> None:
     if target != "mistral":
         pytest.skip("upstream's azure/gcp generators have no finally clause; only close() closes")
     with LoopbackServer(_long_generation()) as server:
-        transport = CountingTransport(limits=pool_limits(1))
-        with httpx.Client(transport=transport, timeout=TIMEOUT) as client:
-            sdk = make_sdk(target, server.url, client=client)
+        with SharedClient(target, server.url, sync=True, pool=1) as shared:
+            sdk, transport = shared.sdk, shared.transport
             events = sdk.chat.stream(model="m", messages=MESSAGES)
             next(iter(events))
             started = time.monotonic()
@@ -218,18 +205,16 @@ def test_small_remainder_after_done_is_drained_and_reused(sync: bool) -> None:
 
 def _three_calls(server: LoopbackServer, sync: bool) -> None:
     if sync:
-        transport = CountingTransport(limits=pool_limits(1))
-        with httpx.Client(transport=transport, timeout=TIMEOUT) as client:
-            sdk = make_sdk("mistral", server.url, client=client)
+        with SharedClient("mistral", server.url, sync=True, pool=1) as shared:
+            sdk, transport = shared.sdk, shared.transport
             for _ in range(3):
                 assert len(_read_all_sync(sdk)) == 2
             assert transport.responses_left_open == 0
         return
 
     async def run() -> None:
-        transport = CountingAsyncTransport(limits=pool_limits(1))
-        async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
-            sdk = make_sdk("mistral", server.url, async_client=client)
+        async with SharedClient("mistral", server.url, sync=False, pool=1) as shared:
+            sdk, transport = shared.sdk, shared.transport
             for _ in range(3):
                 assert len(await _read_all_async(sdk)) == 2
             assert transport.responses_left_open == 0

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
-from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 __all__ = [
     "Reply",
@@ -336,9 +336,16 @@ class _Counts:
         return self.tracker.read_failed
 
 
+class CountingTransports(NamedTuple):
+    """The counting transport classes of one HTTP library (see :func:`counting_transports`)."""
+
+    sync: type
+    async_: type
+
+
 @functools.lru_cache(maxsize=None)
-def counting_transports(library: ModuleType) -> Tuple[type, type]:
-    """``(sync, async)`` transport classes of ``library`` (the ``httpx`` or ``httpx2`` module):
+def counting_transports(library: ModuleType) -> CountingTransports:
+    """``CountingTransports(sync, async_)``: transport classes of ``library`` (the ``httpx`` or ``httpx2`` module):
     the library's own transport with its real connection pool, counting the responses never
     closed (``responses_left_open``), those closed before their body was read to the end while
     it was still readable (``responses_closed_unread``: each costs its connection, which the pool
@@ -372,7 +379,7 @@ def counting_transports(library: ModuleType) -> Tuple[type, type]:
             response.stream = tracked_async(response.stream, self.tracker)
             return response
 
-    return Counting, CountingAsync
+    return CountingTransports(Counting, CountingAsync)
 
 
 def __getattr__(name: str) -> Any:
@@ -382,7 +389,8 @@ def __getattr__(name: str) -> Any:
     if name in ("CountingTransport", "CountingAsyncTransport"):
         from . import line_library
 
-        return counting_transports(line_library())[name == "CountingAsyncTransport"]
+        transports = counting_transports(line_library())
+        return transports.async_ if name == "CountingAsyncTransport" else transports.sync
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -15,100 +15,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import json
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from types import ModuleType
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
-from . import build_info, line_library, targets
-from .loopback import (
-    LoopbackServer,
-    counting_transports,
-    error_reply,
-    pool_state,
-    sse_reply,
-)
+from . import build_info, line_library
+from .harness import TARGETS, PoolTally, SharedClient, retry_config
+from .loopback import LoopbackServer, error_reply, sse_reply
 
 HTTP_LIBRARIES = ("httpx", "httpx2")
-
-
-def _short_name(package: str) -> str:
-    """Short name of a target's import package: ``mistralai.client`` → ``mistral``,
-    ``mistralai.azure.client`` → ``azure``."""
-    parts = package.split(".")
-    return "mistral" if len(parts) == 2 else parts[1]
-
-
-_MODULES: Dict[str, str] = {_short_name(package): package for package in targets()}
-TARGETS: Tuple[str, ...] = tuple(_MODULES)
-"""Short names of the SDK targets this build rendered (gen.yaml ``targets``, through the build
-record): ``("mistral", "azure", "gcp")``."""
-MESSAGES = [{"role": "user", "content": "Say hi."}]
-
-
-def target_module(target: str) -> str:
-    """Import package of a target name (``mistral`` → ``mistralai.client``).
-
-    Raises:
-        KeyError: no such target.
-    """
-    return _MODULES[target]
-
-
-def retry_config(target: str, max_elapsed_ms: int = 500) -> Any:
-    """A fast backoff ``RetryConfig`` of the target's own ``utils`` (intervals in ms)."""
-    import importlib
-
-    utils = importlib.import_module(target_module(target) + ".utils")
-    kwargs: Dict[str, Any] = {}
-    if "jitter_ms" in inspect.signature(utils.BackoffStrategy).parameters:
-        kwargs["jitter_ms"] = 0
-    backoff = utils.BackoffStrategy(1, 5, 1.5, max_elapsed_ms, **kwargs)
-    return utils.RetryConfig("backoff", backoff, False)
-
-
-def make_sdk(
-    target: str,
-    server_url: str,
-    *,
-    client: Any = None,
-    async_client: Any = None,
-    retries: Any = None,
-    timeout_ms: int = 2000,
-) -> Any:
-    """Build the target's SDK object pointed at ``server_url`` with the given clients (httpx or
-    httpx2 ``Client`` / ``AsyncClient``; None lets the SDK make its own).
-
-    ``retries`` is a ``RetryConfig`` of that target (or None for no retries). ``timeout_ms`` is
-    the SDK's request timeout in ms; upstream applies it to every httpx timeout of a request,
-    the pool timeout included (``chat`` otherwise defaults to 300,000 ms, overriding the
-    client's own pool timeout), so it must be short for a pool exhaustion to show quickly.
-    """
-    common: Dict[str, Any] = {
-        "server_url": server_url,
-        "client": client,
-        "async_client": async_client,
-        "timeout_ms": timeout_ms,
-    }
-    if retries is not None:
-        common["retry_config"] = retries
-    if target == "mistral":
-        from mistralai.client import Mistral
-
-        return Mistral(api_key="loopback", **common)
-    if target == "azure":
-        from mistralai.azure.client import MistralAzure
-
-        return MistralAzure(api_key="loopback", **common)
-    if target == "gcp":
-        from mistralai.gcp.client import MistralGCP
-
-        return MistralGCP(project_id="loopback", region="europe-west4", access_token="loopback", **common)
-    raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
 
 
 def describe_build() -> str:
@@ -120,14 +39,6 @@ def describe_build() -> str:
         f"{info.get('line', '?')}, upstream {upstream.get('name', 'mistralai')} "
         f"{upstream.get('version', '?')}, HTTP library {info.get('http_library', '?')}"
     )
-
-
-def outcome(exc: Optional[BaseException]) -> str:
-    """A short label for a call's outcome: ``ok``, ``SDKError(429)``, ``PoolTimeout``, ..."""
-    if exc is None:
-        return "ok"
-    status = getattr(exc, "status_code", None)
-    return f"{type(exc).__name__}({status})" if status is not None else type(exc).__name__
 
 
 @dataclass
@@ -183,71 +94,55 @@ class Report:
         return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
 
 
-def pool_limits(pool: int, library: Optional[ModuleType] = None) -> Any:
-    """``Limits`` of ``library`` (default: the line's, :func:`mistralai_patched.line_library`) for
-    a connection pool of ``pool`` connections, all of them kept alive."""
-    return (library or line_library()).Limits(max_connections=pool, max_keepalive_connections=pool)
-
-
-def _timeout(library: ModuleType, pool_timeout_ms: int) -> Any:
-    return library.Timeout(10.0, pool=pool_timeout_ms / 1000)
-
-
-async def _run_async(
+def _run_async(
     target: str, server: LoopbackServer, n: int, pool: int, pool_timeout_ms: int, report: Report, library: ModuleType
 ) -> None:
-    transport = counting_transports(library)[1](limits=pool_limits(pool, library))
-    async with library.AsyncClient(transport=transport, timeout=_timeout(library, pool_timeout_ms)) as client:
-        sdk = make_sdk(
-            target, server.url, async_client=client, retries=retry_config(target), timeout_ms=pool_timeout_ms
+    async def main() -> None:
+        shared = SharedClient(
+            target,
+            server.url,
+            sync=False,
+            library=library,
+            pool=pool,
+            retries=retry_config(target),
+            timeout_ms=pool_timeout_ms,
         )
+        async with shared:
+            results = await asyncio.gather(*(shared.call_async() for _ in range(n)))
+            report.outcomes = dict(Counter(r.outcome for r in results))
+            server.reply = sse_reply()
+            report.extra_call = (await shared.call_async()).outcome
+            await asyncio.sleep(0.05)
+            _record(report, shared.tally())
 
-        async def call() -> Optional[BaseException]:
-            try:
-                res = await sdk.chat.stream_async(model="loopback", messages=MESSAGES)
-                async with res as events:
-                    async for _ in events:
-                        pass
-            except Exception as exc:  # the outcome is what we report
-                return exc
-            return None
-
-        results = await asyncio.gather(*(call() for _ in range(n)))
-        report.outcomes = dict(Counter(outcome(r) for r in results))
-        server.reply = sse_reply()
-        report.extra_call = outcome(await call())
-        await asyncio.sleep(0.05)
-        report.responses_left_open = transport.responses_left_open
-        report.responses_closed_unread = transport.responses_closed_unread
-        report.responses_read_failed = transport.responses_read_failed
-        report.pool_connections, report.pool_idle, report.pool_in_use = pool_state(transport)
+    asyncio.run(main())
 
 
 def _run_sync(
     target: str, server: LoopbackServer, n: int, pool: int, pool_timeout_ms: int, report: Report, library: ModuleType
 ) -> None:
-    transport = counting_transports(library)[0](limits=pool_limits(pool, library))
-    with library.Client(transport=transport, timeout=_timeout(library, pool_timeout_ms)) as client:
-        sdk = make_sdk(target, server.url, client=client, retries=retry_config(target), timeout_ms=pool_timeout_ms)
-
-        def call() -> Optional[BaseException]:
-            try:
-                with sdk.chat.stream(model="loopback", messages=MESSAGES) as events:
-                    for _ in events:
-                        pass
-            except Exception as exc:
-                return exc
-            return None
-
-        with ThreadPoolExecutor(max_workers=min(n, 64)) as pool_exec:
-            results = list(pool_exec.map(lambda _: call(), range(n)))
-        report.outcomes = dict(Counter(outcome(r) for r in results))
+    shared = SharedClient(
+        target,
+        server.url,
+        sync=True,
+        library=library,
+        pool=pool,
+        retries=retry_config(target),
+        timeout_ms=pool_timeout_ms,
+    )
+    with shared, ThreadPoolExecutor(max_workers=min(n, 64)) as threads:
+        results = list(threads.map(lambda _: shared.call(), range(n)))
+        report.outcomes = dict(Counter(r.outcome for r in results))
         server.reply = sse_reply()
-        report.extra_call = outcome(call())
-        report.responses_left_open = transport.responses_left_open
-        report.responses_closed_unread = transport.responses_closed_unread
-        report.responses_read_failed = transport.responses_read_failed
-        report.pool_connections, report.pool_idle, report.pool_in_use = pool_state(transport)
+        report.extra_call = shared.call().outcome
+        _record(report, shared.tally())
+
+
+def _record(report: Report, tally: PoolTally) -> None:
+    report.responses_left_open = tally.responses_left_open
+    report.responses_closed_unread = tally.responses_closed_unread
+    report.responses_read_failed = tally.responses_read_failed
+    report.pool_connections, report.pool_idle, report.pool_in_use = tally.connections, tally.idle, tally.in_use
 
 
 def run(
@@ -281,7 +176,7 @@ def run(
         if sync:
             _run_sync(target, server, n, pool, pool_timeout_ms, report, library)
         else:
-            asyncio.run(_run_async(target, server, n, pool, pool_timeout_ms, report, library))
+            _run_async(target, server, n, pool, pool_timeout_ms, report, library)
         report.seconds = time.monotonic() - started
         report.requests_served = server.requests_served
         report.tcp_connections = server.connections_accepted

@@ -21,19 +21,16 @@ from typing import Any, Callable, Dict, List, Optional
 
 from types import ModuleType
 
-from . import line_library
+from .harness import CallResult, PoolTally, SharedClient, retry_config
 from .loopback import (
     LoopbackServer,
-    counting_transports,
     LoopbackServerProcess,
     Reply,
     completion_reply,
     error_reply,
-    pool_state,
     sse_reply,
     wants_stream,
 )
-from .selftest import MESSAGES, make_sdk, outcome, pool_limits, retry_config
 
 __all__ = ["Measure", "run", "percentile", "mixed_replies", "open_fds", "rss_bytes"]
 
@@ -137,77 +134,43 @@ def run(
         library: the shared client's HTTP library (``httpx`` or ``httpx2`` module); default the
             installed line's (:func:`mistralai_patched.line_library`).
     """
-    library = library or line_library()
-    sync_transport, async_transport = counting_transports(library)
     measure = Measure(name, _sdk_label(), calls=calls)
     choose = stream if callable(stream) else (lambda i: bool(stream))
     config = retry_config(target, max_elapsed_ms=max_elapsed_ms) if retries else None
-    timeout = library.Timeout(timeout_ms / 1000)
-    results: List[Any] = []
+    results: List[CallResult] = []
     server_class: Any = LoopbackServerProcess if server_process else LoopbackServer
     with server_class(reply or error_reply(429), respond=respond) as server:
+        shared = SharedClient(
+            target, server.url, sync=sync, library=library, pool=pool, retries=config, timeout_ms=timeout_ms
+        )
         started = time.monotonic()
         if sync:
-            transport: Any = sync_transport(limits=pool_limits(pool, library))
-            with library.Client(transport=transport, timeout=timeout) as client:
-                sdk = make_sdk(target, server.url, client=client, retries=config, timeout_ms=timeout_ms)
-
-                def one(i: int) -> Any:
-                    t0 = time.perf_counter()
-                    try:
-                        if choose(i):
-                            with sdk.chat.stream(model="loopback", messages=MESSAGES) as events:
-                                for _ in events:
-                                    pass
-                        else:
-                            sdk.chat.complete(model="loopback", messages=MESSAGES)
-                        exc = None
-                    except Exception as error:  # noqa: BLE001 - the mix is what we report
-                        exc = error
-                    return exc, (time.perf_counter() - t0) * 1000
-
-                with ThreadPoolExecutor(max_workers=concurrency) as executor:
-                    results = list(executor.map(one, range(calls)))
-                measure.responses_left_open = transport.responses_left_open
-                measure.responses_closed_unread = transport.responses_closed_unread
-                measure.responses_read_failed = transport.responses_read_failed
-                measure.pool_in_use = pool_state(transport)[2]
+            with shared, ThreadPoolExecutor(max_workers=concurrency) as threads:
+                results = list(threads.map(lambda i: shared.call(choose(i)), range(calls)))
+                tally = shared.tally()
         else:
 
-            async def main() -> None:
-                transport = async_transport(limits=pool_limits(pool, library))
-                async with library.AsyncClient(transport=transport, timeout=timeout) as client:
-                    sdk = make_sdk(target, server.url, async_client=client, retries=config, timeout_ms=timeout_ms)
+            async def main() -> PoolTally:
+                async with shared:
                     gate = asyncio.Semaphore(concurrency)
 
-                    async def one(i: int) -> Any:
+                    async def one(i: int) -> CallResult:
                         async with gate:
-                            t0 = time.perf_counter()
-                            try:
-                                if choose(i):
-                                    res = await sdk.chat.stream_async(model="loopback", messages=MESSAGES)
-                                    async with res as events:
-                                        async for _ in events:
-                                            pass
-                                else:
-                                    await sdk.chat.complete_async(model="loopback", messages=MESSAGES)
-                                exc = None
-                            except Exception as error:  # noqa: BLE001
-                                exc = error
-                            return exc, (time.perf_counter() - t0) * 1000
+                            return await shared.call_async(choose(i))
 
                     results.extend(await asyncio.gather(*(one(i) for i in range(calls))))
-                    measure.responses_left_open = transport.responses_left_open
-                    measure.responses_closed_unread = transport.responses_closed_unread
-                    measure.responses_read_failed = transport.responses_read_failed
-                    measure.pool_in_use = pool_state(transport)[2]
+                    return shared.tally()
 
-            asyncio.run(main())
+            tally = asyncio.run(main())
         measure.seconds = time.monotonic() - started
         measure.requests = server.requests_served
         measure.tcp_connections = server.connections_accepted
-    measure.outcomes = dict(Counter(outcome(exc) for exc, _ in results))
-    measure.latencies_ms = [ms for _, ms in results]
+    measure.responses_left_open = tally.responses_left_open
+    measure.responses_closed_unread = tally.responses_closed_unread
+    measure.responses_read_failed = tally.responses_read_failed
+    measure.pool_in_use = tally.in_use
+    measure.outcomes = dict(Counter(r.outcome for r in results))
+    measure.latencies_ms = [r.ms for r in results]
     return measure
 
 
