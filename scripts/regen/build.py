@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 from . import paths
-from .config import Line, in_sdist, load_config
+from .config import Line, in_sdist, load_config, rendered_key
 from .errors import RegenError
 from .lock import LineLock, read_lock, write_lock
 from .sdist import extract_sdist, fetch_sdist, upstream_metadata, wheel_sources
@@ -206,7 +206,7 @@ def _build(
                 continue
             new = splice(source, rendered, f"{target.package}/{spec.path}", config.fork_revision, spec.adds)
             path.write_text(new, encoding="utf-8")
-            rendered_hashes[f"{target.rel_dir}/{spec.path}"] = hashlib.sha256(new.encode("utf-8")).hexdigest()
+            rendered_hashes[target.rendered_key(spec.path)] = hashlib.sha256(new.encode("utf-8")).hexdigest()
     relied = _relied_fingerprints(tree, config, lock, accept, problems, locked_upstream)
     if problems and not pristine:
         raise RegenError(
@@ -400,7 +400,7 @@ def regenerate(
                     pkg: {
                         path: {
                             "units": units,
-                            "rendered": "sha256:" + result.rendered_hashes[f"{pkg.replace('.', '/')}/{path}"],
+                            "rendered": "sha256:" + result.rendered_hashes[rendered_key(pkg, path)],
                         }
                         for path, units in files.items()
                     }

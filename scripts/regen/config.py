@@ -46,6 +46,16 @@ class Target:
     def rel_dir(self) -> str:
         return self.package.replace(".", "/")
 
+    def rendered_key(self, path: str) -> str:
+        """Key of a rendered file in the build record's ``rendered`` table (``mistralai/client/
+        basesdk.py``): the target's directory and the file's path inside it."""
+        return rendered_key(self.package, path)
+
+
+def rendered_key(package: str, path: str) -> str:
+    """Key of ``path`` of target ``package`` in the build record's ``rendered`` table."""
+    return f"{package.replace('.', '/')}/{path}"
+
 
 @dataclass(frozen=True)
 class Line:

@@ -8,6 +8,8 @@ documents it: ``from mistralai.client import Mistral``.
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib
 import json
 from importlib import resources
@@ -18,8 +20,15 @@ from typing import Any, Dict, Tuple
 def build_info() -> Dict[str, Any]:
     """Provenance written by the regeneration: upstream base, fork revision, rendered hashes.
 
-    Returns an empty dict when this copy was not built by the regeneration (e.g. a bare checkout).
+    Read once per process (the installed record does not change under a running program); each
+    call returns a fresh copy. An empty dict when this copy was not built by the regeneration
+    (e.g. a bare checkout).
     """
+    return copy.deepcopy(_read_build_info())
+
+
+@functools.lru_cache(maxsize=1)
+def _read_build_info() -> Dict[str, Any]:
     try:
         return json.loads(resources.files(__name__).joinpath("_build_info.json").read_text("utf-8"))
     except (OSError, ValueError):
