@@ -20,6 +20,7 @@ from conftest import MESSAGES, TARGETS, UPSTREAM_CLOSES_RETRIED
 from mistralai_patched.loopback import (
     LoopbackServer, Reply, error_reply, pool_state, sse_reply,
 )
+from mistralai_patched import release
 from mistralai_patched.harness import SharedClient, retry_config
 
 pytestmark = pytest.mark.long  # one of the long suites: .ci/run runs them in full on one Python
@@ -110,7 +111,11 @@ CASES = [
 
 
 @pytest.mark.parametrize("target,point,how", CASES)
-async def test_cancel_at_every_await(server: LoopbackServer, target: str, point: str, how: str) -> None:
+async def test_cancel_at_every_await(server: LoopbackServer, target: str, point: str, how: str,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    if point in ("retry_drain", "stream_drain"):
+        # Discarded bodies get DRAIN_TIMEOUT_MS (250 ms); give them long enough to cancel within.
+        monkeypatch.setattr(release, "DRAIN_TIMEOUT_MS", 10_000)
     at_point = _setup(point, server)
     hook = BlockingHook(point)
     retries = retry_config(target, max_elapsed_ms=10_000) if point in ("retry_drain", "retry_sleep") else None

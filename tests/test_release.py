@@ -19,7 +19,7 @@ def _response(stream: object, status: int = 500, **headers: str) -> httpx.Respon
 def test_small_body_is_read_and_closed() -> None:
     body = TrackedBody(b"hello", pieces=3)
     res = _response(body)
-    result = release.drain(res)
+    result = release.read_error_body(res)
     assert result.complete and result.body == b"hello" and res.is_closed and body.read_to_end
     assert release.error_body(res, result) == "hello"
 
@@ -27,7 +27,7 @@ def test_small_body_is_read_and_closed() -> None:
 def test_over_bound_closes_at_once_and_keeps_prefix() -> None:
     body = TrackedBody(b"a" * 1000, pieces=10)
     res = _response(body)
-    result = release.drain(res, max_bytes=250)
+    result = release.read_error_body(res, max_bytes=250)
     assert not result.complete and result.reason == "over bound" and result.body == b"a" * 250
     assert res.is_closed and body.closed and not body.read_to_end
     text = release.error_body(res, result)
@@ -55,14 +55,14 @@ class _Failing(httpx.SyncByteStream, httpx.AsyncByteStream):
 def test_read_error_closes_and_never_raises() -> None:
     stream = _Failing()
     res = _response(stream)
-    result = release.drain(res)
+    result = release.read_error_body(res)
     assert not result.complete and result.reason == "ReadError" and stream.closed
     assert release.error_body(res, result).startswith("part")
 
 
 def test_error_body_is_never_empty_when_incomplete() -> None:
     res = _response(_Failing(), **{"content-encoding": "gzip"})
-    result = release.drain(res)
+    result = release.read_error_body(res)
     assert release.error_body(res, result)  # upstream's SDKError would call .text on ""
 
 
@@ -103,9 +103,10 @@ async def test_async_cancellation_closes_and_propagates() -> None:
 
 
 def test_deadline_capped_by_read_timeout() -> None:
-    req = httpx.Request("GET", "http://x", extensions={"timeout": {"read": 0.25}})
+    req = httpx.Request("GET", "http://x", extensions={"timeout": {"read": 0.1}})
     res = httpx.Response(500, stream=TrackedBody(), request=req)
-    assert release._deadline_s(res, None) == 0.25
+    assert release._deadline_s(res, None) == 0.1
+    assert release._deadline_s(res, 50) == 0.05
 
 
 class _SlowClose(httpx.AsyncByteStream):

@@ -21,12 +21,18 @@ a line generated for httpx and the other way round.
 from __future__ import annotations
 
 import asyncio
-import functools
+import heapq
+import os
+import select
+import socket
 import sys
+import threading
 import time
+import warnings
+import zlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, List, Optional, Tuple, TypeVar
 
 import anyio
 
@@ -36,9 +42,14 @@ if TYPE_CHECKING:  # annotations only: the library at run time is the response's
 __all__ = [
     "DRAIN_MAX_BYTES",
     "DRAIN_TIMEOUT_MS",
+    "DECODED_MAX_BYTES",
+    "ERROR_BODY_TIMEOUT_MS",
     "DrainResult",
     "drain",
     "drain_async",
+    "read_error_body",
+    "read_error_body_async",
+    "decode_bounded",
     "release",
     "release_async",
     "close_now",
@@ -51,57 +62,42 @@ __all__ = [
 T = TypeVar("T")
 
 DRAIN_MAX_BYTES: int = 64 * 1024
-"""Bound, in bytes received from the network, on the body read to release a response."""
+"""Bound, in bytes received from the network (before any content decoding), on a body read to
+release a response or to show it in an error."""
 
-DRAIN_TIMEOUT_MS: int = 5_000
-"""Upper bound, in ms, on the time spent draining one response; the request's own read timeout
-applies when it is shorter."""
+DRAIN_TIMEOUT_MS: int = 250
+"""Time budget, in ms, of a drain of a body the caller never sees (a retried response, what
+follows ``[DONE]``): about one TCP+TLS connection set-up to a distant server, which is what a
+drain that gives up costs; a drain is never worth more than a new connection. Each read within
+it is bounded by what is left (sync: see :class:`_Watchdog`)."""
 
+DECODED_MAX_BYTES: int = 1024 * 1024
+"""Bound, in bytes after content decoding (gzip, deflate), on an error body shown to the caller."""
 
-class _DrainAborted(Exception):
-    """Raised inside a bounded stream to stop ``Response.read()`` (internal)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+ERROR_BODY_TIMEOUT_MS: int = 60_000
+"""Time budget, in ms, of reading an error body the caller sees when the request has no read
+timeout; otherwise the request's read timeout (upstream's ``timeout_ms``) is the budget."""
 
 
 @dataclass(frozen=True)
 class DrainResult:
-    """What a drain read.
+    """What a drain or an error-body read got.
 
     Attributes:
-        complete: True when the body was read to its end; the connection went back to the pool
-            and ``response.content`` / ``response.text`` are available.
-        body: The body bytes as received (decoded when ``complete``; the raw, possibly
-            content-encoded prefix when not), at most ``DRAIN_MAX_BYTES`` of it when incomplete.
-        reason: Why the drain stopped early (``"over bound"``, ``"deadline"``, an exception type
-            name, ``"cancelled"``), ``"already closed"``, or ``""`` when complete.
+        complete: True when the body was read to its end (the connection went back to the pool)
+            and, for :func:`read_error_body`, decoded within ``DECODED_MAX_BYTES``; the response's
+            ``content`` / ``text`` are then available.
+        body: For :func:`read_error_body`, the body as far as it was read and could be decoded
+            (decoded; at most ``DECODED_MAX_BYTES``); for :func:`drain`, the raw prefix read, at
+            most ``max_bytes`` (a drain never decodes).
+        reason: Why the read stopped early (``"over bound"``, ``"deadline"``, an exception type
+            name, ``"cancelled"``), why the body could not be shown in full (``"decoded size over
+            bound"``, ``"content-encoding br not decoded"``), ``"already closed"``, or ``""``.
     """
 
     complete: bool
     body: bytes
     reason: str = ""
-
-
-class _Budget:
-    """Byte and time budget shared by the sync and async bounded streams."""
-
-    def __init__(self, max_bytes: int, deadline: float) -> None:
-        self.max_bytes = max_bytes
-        self.deadline = deadline
-        self.prefix = bytearray()
-        self.received = 0
-
-    def take(self, chunk: bytes) -> None:
-        self.received += len(chunk)
-        room = self.max_bytes - len(self.prefix)
-        if room > 0:
-            self.prefix += chunk[:room]
-        if self.received > self.max_bytes:
-            raise _DrainAborted("over bound")
-        if time.monotonic() > self.deadline:
-            raise _DrainAborted("deadline")
 
 
 def http_library(obj: Any) -> ModuleType:
@@ -126,65 +122,214 @@ def http_library(obj: Any) -> ModuleType:
     raise TypeError(f"{type(obj).__module__}.{type(obj).__qualname__} is not an object of httpx or httpx2")
 
 
-class _BoundedSync:
-    """Mixin: a sync byte stream that charges each chunk to a budget (see _bounded_streams)."""
-
-    def __init__(self, inner: Any, budget: _Budget) -> None:
-        self._inner = inner
-        self._budget = budget
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._inner:
-            self._budget.take(chunk)
-            yield chunk
-
-    def close(self) -> None:
-        self._inner.close()
+# ----------------------------------------------------------------------------- time bounds
 
 
-class _BoundedAsync:
-    """Mixin: the async twin of _BoundedSync."""
-
-    def __init__(self, inner: Any, budget: _Budget) -> None:
-        self._inner = inner
-        self._budget = budget
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner:
-            self._budget.take(chunk)
-            yield chunk
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-@functools.lru_cache(maxsize=None)
-def _bounded_streams(library: ModuleType) -> Tuple[type, type]:
-    """The bounded stream classes for one library: its ``Response.read()``/``aread()`` only
-    iterate a stream that is an instance of its own ``SyncByteStream``/``AsyncByteStream``."""
-    return (
-        type("_BoundedSyncStream", (_BoundedSync, library.SyncByteStream), {}),
-        type("_BoundedAsyncStream", (_BoundedAsync, library.AsyncByteStream), {}),
-    )
-
-
-def _deadline_s(response: httpx.Response, timeout_ms: Optional[int]) -> float:
-    """Seconds the drain may take: ``timeout_ms`` capped by the request's read timeout."""
-    budget = (DRAIN_TIMEOUT_MS if timeout_ms is None else timeout_ms) / 1000
+def _read_timeout_s(response: httpx.Response) -> Optional[float]:
+    """The request's read timeout in seconds (upstream sets it from ``timeout_ms``), or None."""
     try:
-        read_timeout = response.request.extensions.get("timeout", {}).get("read")
+        timeout = response.request.extensions.get("timeout", {}).get("read")
     except RuntimeError:  # a response built without a request
-        read_timeout = None
-    if read_timeout is not None:
-        budget = min(budget, float(read_timeout))
-    return max(budget, 0.0)
-
-
-def _start(response: httpx.Response, max_bytes: Optional[int], timeout_ms: Optional[int]) -> Optional[_Budget]:
-    if response.is_closed or response.is_stream_consumed:
         return None
-    limit = DRAIN_MAX_BYTES if max_bytes is None else max_bytes
-    return _Budget(limit, time.monotonic() + _deadline_s(response, timeout_ms))
+    return None if timeout is None else float(timeout)
+
+
+def _deadline_s(response: httpx.Response, timeout_ms: Optional[float]) -> float:
+    """Seconds a discard drain may take: ``timeout_ms`` (default ``DRAIN_TIMEOUT_MS``), capped by
+    ``DRAIN_TIMEOUT_MS`` and by the request's read timeout."""
+    budget = DRAIN_TIMEOUT_MS if timeout_ms is None else min(timeout_ms, DRAIN_TIMEOUT_MS)
+    seconds = budget / 1000
+    read_timeout = _read_timeout_s(response)
+    if read_timeout is not None:
+        seconds = min(seconds, read_timeout)
+    return max(seconds, 0.0)
+
+
+def _error_body_deadline_s(response: httpx.Response, timeout_ms: Optional[float]) -> float:
+    """Seconds reading a shown error body may take: ``timeout_ms``, else the request's read
+    timeout, else ``ERROR_BODY_TIMEOUT_MS``."""
+    if timeout_ms is not None:
+        return max(timeout_ms / 1000, 0.0)
+    read_timeout = _read_timeout_s(response)
+    return max(ERROR_BODY_TIMEOUT_MS / 1000 if read_timeout is None else read_timeout, 0.0)
+
+
+class _Guard:
+    """One armed deadline of the watchdog: past the deadline, unless disarmed first, the socket
+    under the response is shut down, which ends a read blocked on it at once."""
+
+    __slots__ = ("deadline", "last", "sock", "done", "fired")
+
+    def __init__(self, deadline: float, last: float, sock: Any) -> None:
+        self.deadline = deadline
+        self.last = last
+        self.sock = sock
+        self.done = False
+        self.fired = False
+
+    def __lt__(self, other: "_Guard") -> bool:
+        return self.deadline < other.deadline
+
+
+def _has_data(sock: Any) -> bool:
+    """True when bytes wait on ``sock`` (or in its TLS buffer): its reader is not waiting on the
+    server but on this interpreter (the GIL), so cutting it would cost a connection for nothing."""
+    try:
+        if getattr(sock, "pending", None) is not None and sock.pending() > 0:
+            return True
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return False
+
+
+class _Watchdog:
+    """Hard deadlines for sync reads, which httpx bounds only per read (``timeout.read``, fixed
+    for a body when its reading starts): one daemon thread for the process shuts down the socket
+    of a drain still waiting on the server at its deadline (``socket.shutdown``, which wakes a
+    blocked ``recv``; the read then fails and the connection is discarded, as a closed-unread one
+    would be). A drain whose bytes have arrived but whose thread has not run yet (many threads,
+    one GIL) gets 10 ms more at a time, up to twice its budget: the bound is on waiting for the
+    server, not on this process's scheduling.
+
+    Only for HTTP/1.1, where the socket carries that one response; the socket comes from the
+    public ``network_stream`` response extension of httpcore / httpcore2
+    (``get_extra_info("socket")``). Arming and disarming take one lock; a connection the drain
+    gave back before the deadline is never shut down (disarmed first), and one that completes
+    after a shutdown is seen as closed by the connection pool (a shut-down socket is readable,
+    so httpcore discards it as expired before reuse).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: List[_Guard] = []
+        self._pid = 0
+
+    def arm(self, response: httpx.Response, deadline: float) -> Optional[_Guard]:
+        """Watch the socket under ``response`` until ``deadline`` (monotonic s); None when there
+        is no socket of its own to watch (HTTP/2, a mock transport)."""
+        if getattr(response, "http_version", "") not in ("HTTP/1.1", "HTTP/1.0"):
+            return None
+        stream = response.extensions.get("network_stream")
+        try:
+            sock = stream.get_extra_info("socket") if stream is not None else None
+        except Exception:  # noqa: BLE001 - no socket to watch: the per-read bound applies
+            sock = None
+        if sock is None or not hasattr(sock, "shutdown"):
+            return None
+        now = time.monotonic()
+        guard = _Guard(deadline, deadline + max(deadline - now, 0.0), sock)
+        with self._cond:
+            if self._pid != os.getpid():  # first use, or a child after fork: no thread yet
+                self._pid = os.getpid()
+                self._heap = []
+                threading.Thread(target=self._run, name="mistralai-patched-drain-watchdog", daemon=True).start()
+            heapq.heappush(self._heap, guard)
+            if self._heap[0] is guard:
+                self._cond.notify()
+        return guard
+
+    def disarm(self, guard: Optional[_Guard]) -> bool:
+        """Disarm ``guard``; True when it had fired (the socket was shut down)."""
+        if guard is None:
+            return False
+        with self._cond:
+            guard.done = True
+            return guard.fired
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0].done:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                now = time.monotonic()
+                wait = self._heap[0].deadline - now
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                guard = heapq.heappop(self._heap)
+                if now < guard.last and _has_data(guard.sock):
+                    guard.deadline = min(now + 0.01, guard.last)
+                    heapq.heappush(self._heap, guard)
+                    continue
+                guard.fired = True
+                try:
+                    guard.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+_WATCHDOG = _Watchdog()
+
+
+# ----------------------------------------------------------------------------- raw reads
+
+
+def _add_request(exc: BaseException, response: httpx.Response) -> None:
+    """Give a library error raised by a raw stream read its request, as ``iter_raw`` would."""
+    try:
+        if getattr(exc, "_request", False) is None:
+            exc.request = response.request  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
+def _take(prefix: bytearray, received: int, chunk: bytes, max_bytes: int, keep: bool) -> int:
+    received += len(chunk)
+    if keep and len(prefix) < max_bytes:
+        prefix += chunk[: max_bytes - len(prefix)]
+    return received
+
+
+def _read_raw(
+    response: httpx.Response, chunks: Iterator[bytes], max_bytes: int, deadline: float, keep: bool
+) -> Tuple[bool, bytearray, str]:
+    """Read ``chunks`` (the response's raw body) to its end within ``max_bytes`` and ``deadline``
+    (monotonic seconds), keeping up to ``max_bytes`` of it when ``keep``. Does not close."""
+    prefix = bytearray()
+    received = 0
+    guard = _WATCHDOG.arm(response, deadline)
+    reason = ""
+    try:
+        for chunk in chunks:
+            received = _take(prefix, received, chunk, max_bytes, keep)
+            if received > max_bytes:
+                reason = "over bound"
+                break
+            if guard is None and time.monotonic() > deadline:  # no watchdog: checked between reads
+                reason = "deadline"
+                break
+    except Exception as exc:  # read failed (or cut by the watchdog): the connection is lost
+        reason = type(exc).__name__
+    finally:
+        if _WATCHDOG.disarm(guard) and reason != "over bound":
+            reason = "deadline"  # the socket was shut down: never give this connection back
+    return not reason, prefix, reason
+
+
+async def _read_raw_async(
+    chunks: AsyncIterator[bytes], max_bytes: int, deadline: float, keep: bool
+) -> Tuple[bool, bytearray, str]:
+    """Async twin of :func:`_read_raw`: the deadline is a hard timeout (``anyio.fail_after``)."""
+    prefix = bytearray()
+    received = 0
+    try:
+        with anyio.fail_after(max(deadline - time.monotonic(), 0.0)):
+            async for chunk in chunks:
+                received = _take(prefix, received, chunk, max_bytes, keep)
+                if received > max_bytes:
+                    return False, prefix, "over bound"
+    except TimeoutError:
+        return False, prefix, "deadline"
+    except Exception as exc:
+        return False, prefix, type(exc).__name__
+    return True, prefix, ""
+
+
+def _unread(response: httpx.Response) -> bool:
+    return not (response.is_closed or response.is_stream_consumed)
 
 
 def _closed_result(response: httpx.Response) -> DrainResult:
@@ -198,98 +343,202 @@ def drain(
     response: httpx.Response,
     *,
     max_bytes: Optional[int] = None,
-    timeout_ms: Optional[int] = None,
+    timeout_ms: Optional[float] = None,
+    keep: bool = False,
 ) -> DrainResult:
-    """Read the rest of a sync response's body within a bound, then make sure it is closed.
+    """Read the rest of a sync response's body raw, within a bound, then close it: a body the
+    caller never sees (a retried response, one a hook replaced). Never decoded.
 
     Args:
-        response: A response from ``httpx.Client.send(..., stream=True)`` (or an already read
-            one, which is left as it is).
-        max_bytes: Bound on bytes received from the network; default ``DRAIN_MAX_BYTES``.
-        timeout_ms: Bound on the drain's duration in ms, checked between chunks; default
-            ``DRAIN_TIMEOUT_MS``, capped by the request's read timeout (each single read is
-            bounded by that read timeout, as in httpx).
+        response: A response from ``Client.send(..., stream=True)`` of httpx or httpx2 (an already
+            read or closed one is only closed).
+        max_bytes: Bound on bytes received; default ``DRAIN_MAX_BYTES``. Over it: close at once.
+        timeout_ms: Time budget in ms, at most ``DRAIN_TIMEOUT_MS`` (the default) and the
+            request's read timeout; a hard deadline over HTTP/1.1 (a read blocked past it is cut
+            by shutting the socket down), checked between reads otherwise.
+        keep: Keep the raw prefix read (at most ``max_bytes``) in ``DrainResult.body``.
 
     Returns:
-        A ``DrainResult``. When complete, the connection went back to the pool.
+        A ``DrainResult``; when complete, the connection went back to the pool.
 
     Raises:
         BaseException: ``KeyboardInterrupt``/``SystemExit`` (and other non-``Exception``
-            errors) are re-raised after the response is closed at once. Ordinary read errors
-            are not raised: they end the drain and the response is closed.
+            errors) are re-raised after the response is closed at once. Read errors are not
+            raised: they end the drain and the response is closed.
     """
-    budget = _start(response, max_bytes, timeout_ms)
-    if budget is None:
+    if not _unread(response):
         close_now(response)
         return _closed_result(response)
-    inner = response.stream
-    response.stream = _bounded_streams(http_library(response))[0](inner, budget)
+    limit = DRAIN_MAX_BYTES if max_bytes is None else max_bytes
+    deadline = time.monotonic() + _deadline_s(response, timeout_ms)
     try:
-        body = response.read()
-        return DrainResult(True, body)
-    except _DrainAborted as aborted:
-        reason = aborted.reason
-    except Exception as exc:  # read failed: the connection cannot be reused
-        reason = type(exc).__name__
+        complete, prefix, reason = _read_raw(response, iter(response.stream), limit, deadline, keep)
     except BaseException:
-        response.stream = inner
         close_now(response)
         raise
-    response.stream = inner
     close_now(response)
-    return DrainResult(False, bytes(budget.prefix), reason)
+    return DrainResult(complete, bytes(prefix), reason)
 
 
 async def drain_async(
     response: httpx.Response,
     *,
     max_bytes: Optional[int] = None,
-    timeout_ms: Optional[int] = None,
+    timeout_ms: Optional[float] = None,
+    keep: bool = False,
 ) -> DrainResult:
-    """Async twin of :func:`drain` for responses from ``httpx.AsyncClient.send``.
-
-    The drain deadline is enforced as a hard timeout (``anyio.fail_after``), not only between
-    chunks. On cancellation (``asyncio.CancelledError``) the response is closed at once and the
-    cancellation is re-raised.
-    """
-    budget = _start(response, max_bytes, timeout_ms)
-    if budget is None:
+    """Async twin of :func:`drain` for responses from ``AsyncClient.send``. The deadline is a hard
+    timeout. On cancellation the response is closed at once and the cancellation re-raised."""
+    if not _unread(response):
         await close_now_async(response)
         return _closed_result(response)
-    inner = response.stream
-    response.stream = _bounded_streams(http_library(response))[1](inner, budget)
+    limit = DRAIN_MAX_BYTES if max_bytes is None else max_bytes
+    deadline = time.monotonic() + _deadline_s(response, timeout_ms)
     try:
-        with anyio.fail_after(max(budget.deadline - time.monotonic(), 0.0)):
-            body = await response.aread()
-        return DrainResult(True, body)
-    except _DrainAborted as aborted:
-        reason = aborted.reason
-    except TimeoutError:
-        reason = "deadline"
-    except Exception as exc:
-        reason = type(exc).__name__
+        complete, prefix, reason = await _read_raw_async(response.stream.__aiter__(), limit, deadline, keep)
     except BaseException:
-        response.stream = inner
         await close_now_async(response)
         raise
-    response.stream = inner
     await close_now_async(response)
-    return DrainResult(False, bytes(budget.prefix), reason)
+    return DrainResult(complete, bytes(prefix), reason)
 
 
-def release(response: Optional[httpx.Response]) -> None:
-    """Drain (bounded) and close a sync response the SDK will not return; ``None`` is ignored.
+# ----------------------------------------------------------------------------- shown error bodies
+
+
+def _content_codings(response: httpx.Response) -> List[str]:
+    header = response.headers.get("content-encoding", "")
+    return [c.strip().lower() for c in header.split(",") if c.strip() and c.strip().lower() != "identity"]
+
+
+def decode_bounded(raw: bytes, codings: List[str], limit: int) -> Tuple[Optional[bytes], bool]:
+    """Undo ``codings`` (``Content-Encoding`` values in the order applied; gzip, x-gzip, deflate)
+    on ``raw`` with at most ``limit`` bytes out of each layer (``zlib``'s ``max_length``), so a
+    small body that expands a thousandfold per layer cannot take memory.
+
+    Returns:
+        ``(decoded, cut)``: ``decoded`` is None for a coding it does not decode (br, zstd, other)
+        or data that does not decode; ``cut`` is True when a layer had more than ``limit`` bytes.
+    """
+    data, cut = raw, False
+    for coding in reversed(codings):
+        if coding in ("gzip", "x-gzip"):
+            decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        elif coding == "deflate":
+            # RFC 9110 deflate is zlib-wrapped; some servers send raw deflate (httpx accepts both).
+            wrapped = len(data) >= 2 and (data[0] * 256 + data[1]) % 31 == 0 and data[0] & 0x0F == 8
+            decompressor = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+        else:
+            return None, cut
+        try:
+            out = decompressor.decompress(data, limit + 1)
+        except zlib.error:
+            return None, cut
+        if len(out) > limit or decompressor.unconsumed_tail:
+            cut = True
+        data = out[:limit]
+    return data, cut
+
+
+def _show(response: httpx.Response, complete: bool, raw: bytes, reason: str) -> DrainResult:
+    """Decode what was read (bounded) and, when it is all there, make it the response's content
+    (``Content-Encoding`` removed, as the content is now decoded) so upstream's generated code
+    and hooks read ``response.text`` as before."""
+    codings = _content_codings(response)
+    if not codings:
+        decoded: Optional[bytes] = raw
+        cut = False
+    else:
+        decoded, cut = decode_bounded(raw, codings, DECODED_MAX_BYTES)
+    if decoded is None:
+        return DrainResult(False, b"", reason or f"content-encoding {', '.join(codings)} not decoded")
+    if not complete or cut:
+        return DrainResult(False, decoded, reason or "decoded size over bound")
+    library = http_library(response)
+    response.stream = library.ByteStream(decoded)
+    if codings:
+        del response.headers["content-encoding"]
+    response.read()
+    return DrainResult(True, decoded)
+
+
+def read_error_body(
+    response: httpx.Response, *, max_bytes: Optional[int] = None, timeout_ms: Optional[float] = None
+) -> DrainResult:
+    """Read an error body the caller will see (in ``SDKError`` or a typed error), bounded in
+    bytes received, decoded size and time, then give the connection back.
+
+    The body is read raw within ``max_bytes`` (default ``DRAIN_MAX_BYTES``) and ``timeout_ms``
+    (default: the request's read timeout, i.e. upstream's ``timeout_ms``; else
+    ``ERROR_BODY_TIMEOUT_MS``), a hard deadline as in :func:`drain`; then decoded
+    (:func:`decode_bounded`, at most ``DECODED_MAX_BYTES``). When complete, ``response.text`` and
+    ``response.content`` are the decoded body, as after httpx's ``read()``; otherwise the result
+    holds the decoded prefix and :func:`error_body` says why it is incomplete.
+
+    Raises:
+        BaseException: non-``Exception`` errors, after the response is closed at once.
+    """
+    if not _unread(response):
+        close_now(response)
+        return _closed_result(response)
+    limit = DRAIN_MAX_BYTES if max_bytes is None else max_bytes
+    deadline = time.monotonic() + _error_body_deadline_s(response, timeout_ms)
+    original = response.stream
+    try:
+        complete, raw, reason = _read_raw(response, iter(original), limit, deadline, True)
+    except BaseException:
+        close_now(response)
+        raise
+    try:
+        original.close()  # body read to its end: the connection goes back to the pool
+    except Exception:  # noqa: BLE001 - it is closed either way
+        pass
+    if not complete:
+        close_now(response)
+    return _show(response, complete, bytes(raw), reason)
+
+
+async def read_error_body_async(
+    response: httpx.Response, *, max_bytes: Optional[int] = None, timeout_ms: Optional[float] = None
+) -> DrainResult:
+    """Async twin of :func:`read_error_body`. On cancellation the response is closed at once and
+    the cancellation re-raised."""
+    if not _unread(response):
+        await close_now_async(response)
+        return _closed_result(response)
+    limit = DRAIN_MAX_BYTES if max_bytes is None else max_bytes
+    deadline = time.monotonic() + _error_body_deadline_s(response, timeout_ms)
+    original = response.stream
+    try:
+        complete, raw, reason = await _read_raw_async(original.__aiter__(), limit, deadline, True)
+    except BaseException:
+        await close_now_async(response)
+        raise
+    if complete:
+        try:
+            await _uncancellable(original.aclose)
+        except Exception:  # noqa: BLE001
+            pass
+    else:
+        await close_now_async(response)
+    return _show(response, complete, bytes(raw), reason)
+
+
+def release(response: Optional[httpx.Response], *, timeout_ms: Optional[float] = None) -> None:
+    """Drain (raw, bounded) and close a sync response the SDK will not return; ``None`` is
+    ignored. ``timeout_ms`` caps the drain's time budget further (the retry loop passes what is
+    left of ``max_elapsed_time``); see :func:`drain`.
 
     Never raises an ordinary ``Exception``; see :func:`drain` for the rest.
     """
     if response is not None:
-        drain(response)
+        drain(response, timeout_ms=timeout_ms)
 
 
-async def release_async(response: Optional[httpx.Response]) -> None:
+async def release_async(response: Optional[httpx.Response], *, timeout_ms: Optional[float] = None) -> None:
     """Async twin of :func:`release`."""
     if response is not None:
-        await drain_async(response)
+        await drain_async(response, timeout_ms=timeout_ms)
 
 
 def close_now(response: Optional[httpx.Response]) -> None:
@@ -352,40 +601,45 @@ async def _uncancellable(close: Any) -> None:
 
 
 def error_body(response: httpx.Response, result: DrainResult) -> str:
-    """The error body text to put in an ``SDKError`` after a drain.
+    """The error body text to put in an ``SDKError`` after :func:`read_error_body`.
 
-    Returns ``response.text`` when the body was read completely. Otherwise the received prefix,
-    decoded as UTF-8 (with replacement) when the body is not content-encoded, followed by a note
+    Returns ``response.text`` when the body was read and decoded completely. Otherwise the
+    decoded prefix (charset of the response, else UTF-8, with replacement), followed by a note
     saying why it is incomplete. Never empty when incomplete, so upstream's ``SDKError`` (which
-    falls back to ``raw_response.text`` for an empty body) cannot raise ``httpx.ResponseNotRead``.
+    falls back to ``raw_response.text`` for an empty body) cannot raise ``ResponseNotRead``.
     """
     if result.complete:
-        return response.text
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    prefix = ""
-    if encoding in ("", "identity"):
-        prefix = result.body.decode(response.encoding or "utf-8", errors="replace")
-    return f"{prefix}[mistralai-patched: error body incomplete ({result.reason}); connection closed]"
+        try:
+            return response.text
+        except http_library(response).ResponseNotRead:
+            pass
+    prefix = result.body.decode(response.encoding or "utf-8", errors="replace")
+    if result.complete:
+        return prefix
+    return f"{prefix}[mistralai-patched: error body incomplete ({result.reason})]"
 
 
 class EventStreamResponse:
     """The streamed response as upstream's event-stream generator sees it.
 
-    Upstream's ``stream_events``/``stream_events_async`` (mistralai 2.10.1, all targets) close
-    the response as soon as they read the ``[DONE]`` sentinel, before the end of the body has been
-    read, so httpx discards the connection: every successful streamed call opens a new TCP (and,
-    against the real API, TLS) connection. ``EventStream``/``EventStreamAsync`` (rendered from our
-    template) hand the generator this wrapper instead of the ``httpx.Response`` and pull events
-    through :meth:`next_event` / :meth:`anext_event`, which decide how the response ends:
+    Upstream's ``stream_events``/``stream_events_async`` (mistralai 2.10.1 and 3.7.0, all
+    targets) close the response as soon as they read the ``[DONE]`` sentinel, before the end of
+    the body has been read, so the connection is discarded: every successful streamed call opens a
+    new TCP (and, against the real API, TLS) connection. ``EventStream``/``EventStreamAsync``
+    (rendered from our template) hand the generator this wrapper instead of the response and pull
+    events through :meth:`next_event` / :meth:`anext_event`, which decide how the response ends:
 
-    - the generator finished (sentinel or end of body): drain the rest of the body within
-      ``DRAIN_MAX_BYTES`` (bytes after content decoding) and the drain deadline, then close, so
-      the connection goes back to the pool; over the bound or past the deadline, close at once;
+    - the generator finished (sentinel or end of body): drain the rest of the body raw within
+      ``DRAIN_MAX_BYTES`` and ``DRAIN_TIMEOUT_MS`` (a hard deadline), then close, so the
+      connection goes back to the pool; over the bound or past the deadline, close at once. A
+      content-encoded stream (rare) is decoded by the HTTP library and its rest is not drained:
+      it is closed at once, so a compressed tail cannot expand in memory;
     - the generator raised (decode error, read error, cancellation, ``KeyboardInterrupt``): close
       at once and re-raise;
     - the generator is closed from outside an event pull (garbage collection, an early exit from
       ``with``/``async with`` followed by the stream's own close): close at once. Never waits for
-      a generation to finish.
+      a generation to finish;
+    - the ``EventStream`` is garbage-collected unclosed: :meth:`collected` closes the response.
 
     Attribute access other than the byte iterators and close methods goes to the response.
     """
@@ -393,20 +647,46 @@ class EventStreamResponse:
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
         self._chunks: Any = None
+        self._raw = False
         self._pulling = False
+        try:
+            self._loop: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.response, name)
 
     def iter_bytes(self, chunk_size: Optional[int] = None) -> Iterator[bytes]:
-        """``response.iter_bytes()``, kept so the rest of the body can be drained later."""
-        self._chunks = self.response.iter_bytes(chunk_size)
+        """The body's bytes for upstream's generator: the raw stream when it is not
+        content-encoded (so the rest can be drained raw later), else ``response.iter_bytes()``."""
+        self._raw = chunk_size is None and not _content_codings(self.response) and _unread(self.response)
+        self._chunks = self._raw_chunks() if self._raw else self.response.iter_bytes(chunk_size)
         return self._chunks
 
     def aiter_bytes(self, chunk_size: Optional[int] = None) -> AsyncIterator[bytes]:
-        """``response.aiter_bytes()``, kept so the rest of the body can be drained later."""
-        self._chunks = self.response.aiter_bytes(chunk_size)
+        """Async twin of :meth:`iter_bytes`."""
+        self._raw = chunk_size is None and not _content_codings(self.response) and _unread(self.response)
+        self._chunks = self._raw_chunks_async() if self._raw else self.response.aiter_bytes(chunk_size)
         return self._chunks
+
+    def _raw_chunks(self) -> Iterator[bytes]:
+        try:
+            for chunk in self.response.stream:
+                if chunk:
+                    yield chunk
+        except Exception as exc:
+            _add_request(exc, self.response)
+            raise
+
+    async def _raw_chunks_async(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.response.stream:
+                if chunk:
+                    yield chunk
+        except Exception as exc:
+            _add_request(exc, self.response)
+            raise
 
     def close(self) -> None:
         """Called by upstream's generator: deferred during an event pull, else close at once."""
@@ -456,36 +736,64 @@ class EventStreamResponse:
         finally:
             self._pulling = False
 
-    def _budget(self) -> _Budget:
-        return _Budget(DRAIN_MAX_BYTES, time.monotonic() + _deadline_s(self.response, None))
-
     def _drain_rest(self) -> None:
-        if self.response.is_closed:  # end of body: httpx closed it and pooled the connection
+        if self.response.is_closed:
             return
-        if self._chunks is not None:
-            budget = self._budget()
+        if self._raw and self._chunks is not None:
+            deadline = time.monotonic() + _deadline_s(self.response, None)
             try:
-                for chunk in self._chunks:
-                    budget.take(chunk)
-            except Exception:  # over bound, deadline or read error: discard the connection
-                pass
+                complete, _, _ = _read_raw(self.response, self._chunks, DRAIN_MAX_BYTES, deadline, False)
             except BaseException:
                 close_now(self.response)
                 raise
+            if complete:
+                self.response.close()  # body at its end: the connection goes back to the pool
+                return
         close_now(self.response)
 
     async def _drain_rest_async(self) -> None:
         if self.response.is_closed:
             return
-        if self._chunks is not None:
-            budget = self._budget()
+        if self._raw and self._chunks is not None:
+            deadline = time.monotonic() + _deadline_s(self.response, None)
             try:
-                with anyio.fail_after(max(budget.deadline - time.monotonic(), 0.0)):
-                    async for chunk in self._chunks:
-                        budget.take(chunk)
-            except Exception:
-                pass
+                complete, _, _ = await _read_raw_async(self._chunks, DRAIN_MAX_BYTES, deadline, False)
             except BaseException:
                 await close_now_async(self.response)
                 raise
+            if complete:
+                await close_now_async(self.response)
+                return
         await close_now_async(self.response)
+
+    def collected(self, owner: Any, is_async: bool) -> None:
+        """Called from ``EventStream.__del__``/``EventStreamAsync.__del__``: a stream dropped
+        without being closed gives its connection back. Sync: the response is closed at once.
+        Async: closed on the event loop that made it when that loop still runs (the close is
+        scheduled; it cannot be awaited here); when that loop is closed, its client's connection
+        pool is gone with it. Either way a ``ResourceWarning`` names the call, as httpx and
+        aiohttp warn for unclosed clients.
+        """
+        response = self.response
+        if response.is_closed:
+            return
+        try:
+            url = str(response.request.url)
+        except RuntimeError:
+            url = "?"
+        warnings.warn(
+            f"{type(owner).__name__} for {url} was garbage-collected without being closed; its "
+            "response was closed to give its connection back (use 'with' / 'async with')",
+            ResourceWarning,
+            stacklevel=2,
+            source=owner,
+        )
+        if not is_async:
+            close_now(response)
+            return
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(lambda: loop.create_task(close_now_async(response)))
+            except RuntimeError:  # the loop closed meanwhile
+                pass
