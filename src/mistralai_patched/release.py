@@ -450,16 +450,20 @@ def _show(response: httpx.Response, complete: bool, raw: bytes, reason: str) -> 
         cut = False
     else:
         decoded, cut = decode_bounded(raw, codings, DECODED_MAX_BYTES)
-    if decoded is None:
-        return DrainResult(False, b"", reason or f"content-encoding {', '.join(codings)} not decoded")
-    if not complete or cut:
-        return DrainResult(False, decoded, reason or "decoded size over bound")
     library = http_library(response)
-    response.stream = library.ByteStream(decoded)
+    shown = complete and decoded is not None and not cut
+    # The network stream is closed already (its connection back in the pool, or discarded);
+    # the response reads from memory from here on, and is closed by the read below.
+    response.stream = library.ByteStream(decoded if shown and decoded is not None else b"")
+    if not shown:
+        close_now(response)
+        if decoded is None:
+            return DrainResult(False, b"", reason or f"content-encoding {', '.join(codings)} not decoded")
+        return DrainResult(False, decoded, reason or "decoded size over bound")
     if codings:
         del response.headers["content-encoding"]
     response.read()
-    return DrainResult(True, decoded)
+    return DrainResult(True, raw if decoded is None else decoded)
 
 
 def read_error_body(
