@@ -94,19 +94,8 @@ class Report:
         return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
 
 
-def _run_async(
-    target: str, server: LoopbackServer, n: int, pool: int, pool_timeout_ms: int, report: Report, library: ModuleType
-) -> None:
+def _run_async(shared: SharedClient, server: LoopbackServer, n: int, report: Report) -> None:
     async def main() -> None:
-        shared = SharedClient(
-            target,
-            server.url,
-            sync=False,
-            library=library,
-            pool=pool,
-            retries=retry_config(target),
-            timeout_ms=pool_timeout_ms,
-        )
         async with shared:
             results = await asyncio.gather(*(shared.call_async() for _ in range(n)))
             report.outcomes = dict(Counter(r.outcome for r in results))
@@ -118,18 +107,7 @@ def _run_async(
     asyncio.run(main())
 
 
-def _run_sync(
-    target: str, server: LoopbackServer, n: int, pool: int, pool_timeout_ms: int, report: Report, library: ModuleType
-) -> None:
-    shared = SharedClient(
-        target,
-        server.url,
-        sync=True,
-        library=library,
-        pool=pool,
-        retries=retry_config(target),
-        timeout_ms=pool_timeout_ms,
-    )
+def _run_sync(shared: SharedClient, server: LoopbackServer, n: int, report: Report) -> None:
     with shared, ThreadPoolExecutor(max_workers=min(n, 64)) as threads:
         results = list(threads.map(lambda _: shared.call(), range(n)))
         report.outcomes = dict(Counter(r.outcome for r in results))
@@ -173,10 +151,16 @@ def run(
     report = Report(target, "sync" if sync else "async", status, n, pool, library.__name__)
     with LoopbackServer(error_reply(status)) as server:
         started = time.monotonic()
-        if sync:
-            _run_sync(target, server, n, pool, pool_timeout_ms, report, library)
-        else:
-            _run_async(target, server, n, pool, pool_timeout_ms, report, library)
+        shared = SharedClient(
+            target,
+            server.url,
+            sync=sync,
+            library=library,
+            pool=pool,
+            retries=retry_config(target),
+            timeout_ms=pool_timeout_ms,
+        )
+        (_run_sync if sync else _run_async)(shared, server, n, report)
         report.seconds = time.monotonic() - started
         report.requests_served = server.requests_served
         report.tcp_connections = server.connections_accepted
