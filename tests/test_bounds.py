@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import itertools
 import threading
 import time
@@ -26,7 +27,7 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import TARGETS, SharedClient
+from conftest import MESSAGES, TARGETS, SharedClient
 from mistralai_patched.harness import retry_config, target_module
 from mistralai_patched.loopback import LoopbackServer, Reply, error_reply, sse_reply
 
@@ -152,8 +153,6 @@ def test_compressed_error_body_is_decoded_within_a_bound(target: str, sync: bool
     _bomb()
     with LoopbackServer(_bomb_reply(500)) as server:
         (result, tally, _), peak = _peak_mib(lambda: _call(server, sync, target=target, timeout_ms=5000))
-    import importlib
-
     sdk_error = importlib.import_module(target_module(target) + ".errors").SDKError
     assert isinstance(result.error, sdk_error), repr(result.error)
     assert result.error.status_code == 500
@@ -173,7 +172,7 @@ def test_sync_stream_dropped_unclosed_gives_its_connection_back(target: str) -> 
     with LoopbackServer(sse_reply(3)) as server, SharedClient(target, server.url, sync=True, pool=1) as shared:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            events = shared.sdk.chat.stream(model="m", messages=[{"role": "user", "content": "hi"}])
+            events = shared.sdk.chat.stream(model="m", messages=MESSAGES)
             del events
             gc.collect()
         result = shared.call()
@@ -189,7 +188,7 @@ async def test_async_stream_dropped_unclosed_gives_its_connection_back(target: s
         async with SharedClient(target, server.url, sync=False, pool=1) as shared:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                events = await shared.sdk.chat.stream_async(model="m", messages=[{"role": "user", "content": "hi"}])
+                events = await shared.sdk.chat.stream_async(model="m", messages=MESSAGES)
                 del events
                 gc.collect()
             await asyncio.sleep(0.05)  # the close runs on this loop

@@ -88,8 +88,8 @@ class DrainResult:
             and, for :func:`read_error_body`, decoded within ``DECODED_MAX_BYTES``; the response's
             ``content`` / ``text`` are then available.
         body: For :func:`read_error_body`, the body as far as it was read and could be decoded
-            (decoded; at most ``DECODED_MAX_BYTES``); for :func:`drain`, the raw prefix read, at
-            most ``max_bytes`` (a drain never decodes).
+            (decoded; at most ``DECODED_MAX_BYTES``); for :func:`drain`, empty (a drain keeps
+            nothing and never decodes) unless the response had been read before.
         reason: Why the read stopped early (``"over bound"``, ``"deadline"``, an exception type
             name, ``"cancelled"``), why the body could not be shown in full (``"decoded size over
             bound"``, ``"content-encoding br not decoded"``), ``"already closed"``, or ``""``.
@@ -270,9 +270,10 @@ _WATCHDOG = _Watchdog()
 def _add_request(exc: BaseException, response: httpx.Response) -> None:
     """Give a library error raised by a raw stream read its request, as ``iter_raw`` would."""
     try:
-        if getattr(exc, "_request", False) is None:
-            exc.request = response.request  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - best effort
+        _ = exc.request  # type: ignore[attr-defined]  # raises RuntimeError when it has none
+    except RuntimeError:
+        exc.request = response.request  # type: ignore[attr-defined]
+    except AttributeError:  # not a library error
         pass
 
 
@@ -344,7 +345,6 @@ def drain(
     *,
     max_bytes: Optional[int] = None,
     timeout_ms: Optional[float] = None,
-    keep: bool = False,
 ) -> DrainResult:
     """Read the rest of a sync response's body raw, within a bound, then close it: a body the
     caller never sees (a retried response, one a hook replaced). Never decoded.
@@ -356,7 +356,6 @@ def drain(
         timeout_ms: Time budget in ms, at most ``DRAIN_TIMEOUT_MS`` (the default) and the
             request's read timeout; a hard deadline over HTTP/1.1 (a read blocked past it is cut
             by shutting the socket down), checked between reads otherwise.
-        keep: Keep the raw prefix read (at most ``max_bytes``) in ``DrainResult.body``.
 
     Returns:
         A ``DrainResult``; when complete, the connection went back to the pool.
@@ -372,12 +371,12 @@ def drain(
     limit = DRAIN_MAX_BYTES if max_bytes is None else max_bytes
     deadline = time.monotonic() + _deadline_s(response, timeout_ms)
     try:
-        complete, prefix, reason = _read_raw(response, iter(response.stream), limit, deadline, keep)
+        complete, _, reason = _read_raw(response, iter(response.stream), limit, deadline, False)
     except BaseException:
         close_now(response)
         raise
     close_now(response)
-    return DrainResult(complete, bytes(prefix), reason)
+    return DrainResult(complete, b"", reason)
 
 
 async def drain_async(
@@ -385,7 +384,6 @@ async def drain_async(
     *,
     max_bytes: Optional[int] = None,
     timeout_ms: Optional[float] = None,
-    keep: bool = False,
 ) -> DrainResult:
     """Async twin of :func:`drain` for responses from ``AsyncClient.send``. The deadline is a hard
     timeout. On cancellation the response is closed at once and the cancellation re-raised."""
@@ -395,12 +393,12 @@ async def drain_async(
     limit = DRAIN_MAX_BYTES if max_bytes is None else max_bytes
     deadline = time.monotonic() + _deadline_s(response, timeout_ms)
     try:
-        complete, prefix, reason = await _read_raw_async(response.stream.__aiter__(), limit, deadline, keep)
+        complete, _, reason = await _read_raw_async(response.stream.__aiter__(), limit, deadline, False)
     except BaseException:
         await close_now_async(response)
         raise
     await close_now_async(response)
-    return DrainResult(complete, bytes(prefix), reason)
+    return DrainResult(complete, b"", reason)
 
 
 # ----------------------------------------------------------------------------- shown error bodies
@@ -450,20 +448,20 @@ def _show(response: httpx.Response, complete: bool, raw: bytes, reason: str) -> 
         cut = False
     else:
         decoded, cut = decode_bounded(raw, codings, DECODED_MAX_BYTES)
+    # The network stream is closed already (its connection back in the pool, or discarded); the
+    # response reads from memory from here on and ends closed: by the read, or at once.
     library = http_library(response)
-    shown = complete and decoded is not None and not cut
-    # The network stream is closed already (its connection back in the pool, or discarded);
-    # the response reads from memory from here on, and is closed by the read below.
-    response.stream = library.ByteStream(decoded if shown and decoded is not None else b"")
-    if not shown:
+    if decoded is None or cut or not complete:
+        response.stream = library.ByteStream(b"")
         close_now(response)
         if decoded is None:
             return DrainResult(False, b"", reason or f"content-encoding {', '.join(codings)} not decoded")
         return DrainResult(False, decoded, reason or "decoded size over bound")
+    response.stream = library.ByteStream(decoded)
     if codings:
         del response.headers["content-encoding"]
     response.read()
-    return DrainResult(True, raw if decoded is None else decoded)
+    return DrainResult(True, decoded)
 
 
 def read_error_body(
@@ -493,11 +491,12 @@ def read_error_body(
     except BaseException:
         close_now(response)
         raise
-    try:
-        original.close()  # body read to its end: the connection goes back to the pool
-    except Exception:  # noqa: BLE001 - it is closed either way
-        pass
-    if not complete:
+    if complete:
+        try:
+            original.close()  # body read to its end: the connection goes back to the pool
+        except Exception:  # noqa: BLE001 - it is closed either way
+            pass
+    else:
         close_now(response)
     return _show(response, complete, bytes(raw), reason)
 
@@ -530,8 +529,8 @@ async def read_error_body_async(
 
 def release(response: Optional[httpx.Response], *, timeout_ms: Optional[float] = None) -> None:
     """Drain (raw, bounded) and close a sync response the SDK will not return; ``None`` is
-    ignored. ``timeout_ms`` caps the drain's time budget further (the retry loop passes what is
-    left of ``max_elapsed_time``); see :func:`drain`.
+    ignored. ``timeout_ms`` caps the drain's time budget further (the retry loop passes its
+    ``max_elapsed_time``); see :func:`drain`.
 
     Never raises an ordinary ``Exception``; see :func:`drain` for the rest.
     """
@@ -746,13 +745,11 @@ class EventStreamResponse:
         if self._raw and self._chunks is not None:
             deadline = time.monotonic() + _deadline_s(self.response, None)
             try:
-                complete, _, _ = _read_raw(self.response, self._chunks, DRAIN_MAX_BYTES, deadline, False)
+                _read_raw(self.response, self._chunks, DRAIN_MAX_BYTES, deadline, False)
             except BaseException:
                 close_now(self.response)
                 raise
-            if complete:
-                self.response.close()  # body at its end: the connection goes back to the pool
-                return
+        # Read to its end, the connection goes back to the pool; otherwise it is discarded.
         close_now(self.response)
 
     async def _drain_rest_async(self) -> None:
@@ -761,13 +758,10 @@ class EventStreamResponse:
         if self._raw and self._chunks is not None:
             deadline = time.monotonic() + _deadline_s(self.response, None)
             try:
-                complete, _, _ = await _read_raw_async(self._chunks, DRAIN_MAX_BYTES, deadline, False)
+                await _read_raw_async(self._chunks, DRAIN_MAX_BYTES, deadline, False)
             except BaseException:
                 await close_now_async(self.response)
                 raise
-            if complete:
-                await close_now_async(self.response)
-                return
         await close_now_async(self.response)
 
     def collected(self, owner: Any, is_async: bool) -> None:
