@@ -1,5 +1,6 @@
 """Every call ends within its time budget and holds bounded memory, whatever the server does:
-stalled bodies we discard, compressed bodies, streams dropped without being closed.
+stalled bodies we discard, error bodies and unexpected bodies that trickle, compressed bodies,
+streams dropped without being closed; healthy slow answers are not cut.
 
 Real loopback server, real connection pool (``SharedClient``). Time bounds are asserted with a
 wide margin against a stall of 5 s or more: a healthy build ends in about a quarter of a second,
@@ -7,7 +8,8 @@ the fork before these fixes waited the stall out. Memory is measured with ``trac
 the bytes objects zlib returns), peak during the call.
 
 Which tests bite: those where pristine upstream fails too (a stream dropped unclosed keeps its
-connection checked out; a compressed final error body is decoded in full). The stalled-drain
+connection checked out; a compressed final error body is decoded in full; a trickling error body
+or a trickling non-event-stream answer to a stream is read to its end, however long it takes). The stalled-drain
 and compressed-retried-body cases guard the fork's own drains: upstream closes retried responses
 unread on 3.x (it leaks them on 2.x's azure/gcp instead), so they are regression tests of ours.
 """
@@ -17,71 +19,36 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
-import itertools
-import threading
 import time
 import tracemalloc
 import warnings
-import zlib
 from typing import Any, Callable
 
 import pytest
 
 from conftest import MESSAGES, TARGETS, SharedClient
 from mistralai_patched.harness import retry_config, target_module
-from mistralai_patched.loopback import LoopbackServer, Reply, error_reply, sse_reply
+from mistralai_patched.bounds import STALL_MS, TIMEOUT_MS, first_then as _first_then, gzip_gzip_reply, trickle_reply
+from mistralai_patched.loopback import LoopbackServer, Reply, completion_reply, sse_reply
 
 MODES = [pytest.param(True, id="sync"), pytest.param(False, id="async")]
-STALL_MS = 6000
 MIB = 1024 * 1024
 
 
-def _gzip(chunks: Any) -> bytes:
-    out = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
-    return b"".join(out.compress(c) for c in chunks) + out.flush()
-
-
-_BOMB: list = []
-
-
-def _bomb() -> bytes:
-    """``Content-Encoding: gzip, gzip``: a few hundred bytes that decode to 128 MiB of zeros."""
-    if not _BOMB:
-        inner = _gzip(itertools.repeat(b"\0" * MIB, 128))
-        _BOMB.append(_gzip([inner]))
-    return _BOMB[0]
-
-
-def _bomb_reply(status: int) -> Reply:
-    headers = {"content-type": "application/json", "content-encoding": "gzip, gzip"}
-    return Reply(status, headers, [_bomb()])
-
-
-def _first_then(first: Reply, rest: Reply) -> Callable[[Any], Reply]:
-    counter = itertools.count()
-    lock = threading.Lock()
-
-    def respond(handler: Any) -> Reply:
-        with lock:
-            n = next(counter)
-        return first if n == 0 else rest
-
-    return respond
-
-
-def _call(server: LoopbackServer, sync: bool, target: str = "mistral", **kwargs: Any) -> Any:
-    """One streamed call on a fresh shared client; returns (CallResult, tally, seconds)."""
+def _call(server: LoopbackServer, sync: bool, target: str = "mistral", stream: bool = True, **kwargs: Any) -> Any:
+    """One call (streamed unless ``stream=False``) on a fresh shared client; returns
+    (CallResult, tally, seconds)."""
     started = time.monotonic()
     shared = SharedClient(target, server.url, sync=sync, pool=2, **kwargs)
     if sync:
         with shared:
-            result = shared.call()
+            result = shared.call(stream)
             tally = shared.tally()
     else:
 
         async def run() -> Any:
             async with shared:
-                return await shared.call_async(), shared.tally()
+                return await shared.call_async(stream), shared.tally()
 
         result, tally = asyncio.run(run())
     return result, tally, time.monotonic() - started
@@ -118,6 +85,109 @@ def test_stream_whose_tail_stalls_after_done_ends_at_once(sync: bool) -> None:
     assert tally.responses_left_open == 0 and tally.in_use == 0
 
 
+# --------------------------------------------------- bodies the caller sees only in an error
+
+def _trickle(status: int, content_type: str, body: bytes = b'{"message": "' + b"x" * 80 + b'"}') -> Reply:
+    return trickle_reply(status, content_type, body)
+
+
+def _errors_of(target: str) -> Any:
+    return importlib.import_module(target_module(target) + ".errors")
+
+
+@pytest.mark.bites
+@pytest.mark.parametrize("sync", MODES)
+@pytest.mark.parametrize("stream", [pytest.param(False, id="complete"), pytest.param(True, id="stream")])
+@pytest.mark.parametrize("target", TARGETS)
+def test_trickling_error_body_ends_within_timeout_ms(target: str, stream: bool, sync: bool) -> None:
+    """A 500 whose body comes one byte per 100 ms (6 s in all): the call ends within
+    ``timeout_ms`` (1.5 s) plus the drain budget, with an SDKError carrying the bytes received and
+    a note that the body is incomplete. Upstream reads a non-streamed body inside ``send``, where
+    only the per-read timeout applies: it waits all 6 s."""
+    with LoopbackServer(_trickle(500, "application/json")) as server:
+        result, tally, seconds = _call(server, sync, target=target, stream=stream, timeout_ms=TIMEOUT_MS)
+    assert isinstance(result.error, _errors_of(target).SDKError), repr(result.error)
+    assert result.error.status_code == 500
+    assert result.error.body.startswith('{"message": "x'), result.error.body
+    assert "error body incomplete (deadline)" in result.error.body
+    assert seconds < 4.0, f"the call took {seconds:.1f} s"
+    assert tally.responses_left_open == 0 and tally.in_use == 0
+
+
+@pytest.mark.bites
+@pytest.mark.parametrize("sync", MODES)
+@pytest.mark.parametrize("stream", [pytest.param(False, id="complete"), pytest.param(True, id="stream")])
+@pytest.mark.parametrize("target", TARGETS)
+def test_unexpected_success_body_that_trickles_ends_within_timeout_ms(target: str, stream: bool, sync: bool) -> None:
+    """A ``200 text/html`` (a proxy's page, say) that trickles for 6 s, to a stream and to a
+    ``complete``: no method accepts it, so the caller gets upstream's "Unexpected response
+    received" SDKError, within ``timeout_ms``. Upstream reads it to its end first."""
+    with LoopbackServer(_trickle(200, "text/html", b"<html>" + b"y" * 100)) as server:
+        result, tally, seconds = _call(server, sync, target=target, stream=stream, timeout_ms=TIMEOUT_MS)
+    assert isinstance(result.error, _errors_of(target).SDKError), repr(result.error)
+    assert "Unexpected response received" in str(result.error)
+    assert result.error.status_code == 200
+    assert result.error.body.startswith("<html>y"), result.error.body
+    assert seconds < 4.0, f"the call took {seconds:.1f} s"
+    assert tally.responses_left_open == 0 and tally.in_use == 0
+
+
+@pytest.mark.parametrize("sync", MODES)
+@pytest.mark.parametrize("stream", [pytest.param(False, id="complete"), pytest.param(True, id="stream")])
+def test_unexpected_success_body_in_full_is_shown(stream: bool, sync: bool) -> None:
+    """A short ``200 text/html`` arrives whole: the SDKError carries all of it, no note, and the
+    connection goes back to the pool."""
+    page = b"<html>maintenance</html>"
+    with LoopbackServer(Reply(200, {"content-type": "text/html"}, [page])) as server:
+        result, tally, _ = _call(server, sync, stream=stream, timeout_ms=TIMEOUT_MS)
+        connections = server.connections_accepted
+    assert isinstance(result.error, _errors_of("mistral").SDKError), repr(result.error)
+    assert result.error.body == page.decode()
+    assert tally.responses_left_open == 0 and tally.responses_closed_unread == 0 and connections == 1
+
+
+@pytest.mark.parametrize("sync", MODES)
+@pytest.mark.parametrize("stream", [pytest.param(False, id="complete"), pytest.param(True, id="stream")])
+def test_slow_healthy_answer_is_not_cut(stream: bool, sync: bool) -> None:
+    """A healthy answer that takes 3 s in all, 100 ms between pieces, with ``timeout_ms`` 1.5 s:
+    it arrives whole. Success bodies keep upstream's per-read timeout; only bodies the caller sees
+    inside an error get a deadline."""
+    reply = sse_reply(30) if stream else completion_reply()
+    if not stream:
+        body = reply.chunks[0]
+        reply.chunks = [body[i : i + 10] for i in range(0, len(body), 10)]
+    reply.delays_ms = [0] + [3000 // len(reply.chunks)] * (len(reply.chunks) - 1)
+    with LoopbackServer(reply) as server:
+        result, tally, seconds = _call(server, sync, stream=stream, timeout_ms=TIMEOUT_MS)
+    assert result.error is None, repr(result.error)
+    assert result.events == (30 if stream else 0)
+    assert seconds > 2.5
+    assert tally.responses_left_open == 0 and tally.in_use == 0
+
+
+def test_every_success_media_type_of_the_generated_methods_is_known() -> None:
+    """``release.SUCCESS_MEDIA_TYPES`` lists what the generated methods accept for a 2xx body; a
+    2xx body of another type is read as an error body, within a bound. An upstream release whose
+    methods accept a new type must fail here, not have its answers cut."""
+    import pathlib
+    import re
+
+    from mistralai_patched import release
+
+    root = pathlib.Path(importlib.import_module("mistralai").__file__).parent
+    pattern = re.compile(r'match_response\(\s*http_res,\s*(\[[^\]]*\]|"[^"]*"),\s*"([^"]*)"\s*\)')
+    seen = set()
+    for path in root.rglob("*.py"):
+        for codes, media_type in pattern.findall(path.read_text(encoding="utf-8")):
+            if not any(code.startswith("2") for code in re.findall(r'"([^"]*)"', codes)):
+                continue
+            seen.add(media_type)
+            known = (media_type in release.SUCCESS_MEDIA_TYPES or media_type.startswith("audio/")
+                     or (media_type == "*" and set(re.findall(r'"([^"]*)"', codes)) == {"204"}))
+            assert known, f"{path.relative_to(root)} accepts {codes} {media_type}: add it to SUCCESS_MEDIA_TYPES"
+    assert "application/json" in seen and "text/event-stream" in seen
+
+
 # ------------------------------------------------------------------- compressed bodies
 
 
@@ -134,8 +204,7 @@ def _peak_mib(run: Callable[[], Any]) -> Any:
 def test_compressed_retried_body_is_not_decoded(sync: bool) -> None:
     """A retried 429 whose ``gzip, gzip`` body decodes to 128 MiB: drained raw (a few hundred
     bytes), so the call's memory stays small and the connection is reused."""
-    _bomb()
-    with LoopbackServer(respond=_first_then(_bomb_reply(429), sse_reply(2))) as server:
+    with LoopbackServer(respond=_first_then(gzip_gzip_reply(429), sse_reply(2))) as server:
         (result, tally, _), peak = _peak_mib(
             lambda: _call(server, sync, retries=retry_config("mistral", max_elapsed_ms=5000), timeout_ms=5000))
         connections = server.connections_accepted
@@ -150,8 +219,7 @@ def test_compressed_retried_body_is_not_decoded(sync: bool) -> None:
 def test_compressed_error_body_is_decoded_within_a_bound(target: str, sync: bool) -> None:
     """The final error body is shown decoded, at most DECODED_MAX_BYTES of it, with a note that it
     was cut; upstream decodes all 128 MiB."""
-    _bomb()
-    with LoopbackServer(_bomb_reply(500)) as server:
+    with LoopbackServer(gzip_gzip_reply(500)) as server:
         (result, tally, _), peak = _peak_mib(lambda: _call(server, sync, target=target, timeout_ms=5000))
     sdk_error = importlib.import_module(target_module(target) + ".errors").SDKError
     assert isinstance(result.error, sdk_error), repr(result.error)

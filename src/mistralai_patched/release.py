@@ -55,6 +55,12 @@ __all__ = [
     "close_now",
     "close_now_async",
     "error_body",
+    "SUCCESS_MEDIA_TYPES",
+    "success_body",
+    "read_body",
+    "read_body_async",
+    "body_text",
+    "body_text_async",
     "EventStreamResponse",
     "http_library",
 ]
@@ -620,6 +626,86 @@ def error_body(response: httpx.Response, result: DrainResult) -> str:
     if result.complete:
         return prefix
     return f"{prefix}[mistralai-patched: error body incomplete ({result.reason})]"
+
+
+# ------------------------------------------------------------------- bodies the generated code reads
+
+SUCCESS_MEDIA_TYPES: frozenset = frozenset(
+    {"application/json", "application/x-ndjson", "application/octet-stream", "text/event-stream"}
+)
+"""Media types a generated method accepts for a 2xx body (besides ``audio/*``, and ``*`` for a
+204, which has no body): mistralai 2.10.1 and 3.7.0, every target. A 2xx body of any other type
+ends in upstream's "Unexpected response received" ``SDKError``, so it is read as an error body
+(bounded). ``tests/test_bounds.py`` checks every rendered method against this set, so an upstream
+release that accepts a new type fails the tests instead of having its bodies cut."""
+
+
+def _media_type(response: httpx.Response) -> str:
+    # As upstream's utils.match_content_type parses it (email.message; "text/plain" when absent
+    # or malformed).
+    from email.message import Message
+
+    message = Message()
+    message["content-type"] = response.headers.get("content-type", "")
+    return message.get_content_type()
+
+
+def success_body(response: httpx.Response) -> bool:
+    """True when ``response`` is a 2xx whose body some generated method returns or parses (media
+    type in :data:`SUCCESS_MEDIA_TYPES` or ``audio/*``): such a body is read as upstream reads it,
+    with the request's per-read timeout only, so a long healthy answer is never cut. Any other body
+    (an error status, or e.g. ``200 text/html``) is one the caller sees only inside an error."""
+    if not 200 <= response.status_code < 300:
+        return False
+    media_type = _media_type(response)
+    return media_type in SUCCESS_MEDIA_TYPES or media_type.startswith("audio/")
+
+
+def read_body(response: httpx.Response) -> None:
+    """Read a non-streamed call's success body (see :func:`success_body`) as
+    ``Client.send(..., stream=False)`` does: ``response.read()``, per-read timeout only; on any
+    error the response is closed at once and the error re-raised, as httpx does.
+
+    ``do_request`` sends every request with ``stream=True`` and calls this only for success
+    bodies, so that error bodies and unexpected bodies are read within a bound
+    (:func:`read_error_body`) instead of inside ``send``.
+    """
+    try:
+        response.read()
+    except BaseException:
+        close_now(response)
+        raise
+
+
+async def read_body_async(response: httpx.Response) -> None:
+    """Async twin of :func:`read_body` (``await response.aread()``)."""
+    try:
+        await response.aread()
+    except BaseException:
+        await close_now_async(response)
+        raise
+
+
+def body_text(response: httpx.Response) -> str:
+    """The text of a response that upstream's ``utils.stream_to_text`` reads whole (generated
+    streaming methods read every non-event-stream answer with it).
+
+    A success body (:func:`success_body`) or a body already read: upstream's
+    ``"".join(response.iter_text())``, per-read timeout only. Any other unread body (e.g. a stream
+    answered ``200 text/html``, which upstream read to its end however slowly it came): read as
+    an error body (:func:`read_error_body`, bounded in bytes, decoded size and time), with the
+    note of :func:`error_body` when it is incomplete.
+    """
+    if not _unread(response) or success_body(response):
+        return "".join(response.iter_text())
+    return error_body(response, read_error_body(response))
+
+
+async def body_text_async(response: httpx.Response) -> str:
+    """Async twin of :func:`body_text`."""
+    if not _unread(response) or success_body(response):
+        return "".join([chunk async for chunk in response.aiter_text()])
+    return error_body(response, await read_error_body_async(response))
 
 
 class EventStreamResponse:

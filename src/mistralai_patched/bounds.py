@@ -1,0 +1,408 @@
+"""The time and memory bound of every path, measured (``scripts/bounds``; not a test).
+
+Each :data:`SCENARIOS` entry is a server behaviour on a loopback server (stalled, trickling,
+compressed, non-SSE, a stream dropped unclosed, a cancellation storm) and the call made against
+it through one shared client with a real connection pool. :func:`measure` runs one with whatever
+``mistralai`` this interpreter imports (the fork, or pristine upstream first on ``PYTHONPATH``)
+and returns how long the call took (s), the peak of memory traced by ``tracemalloc`` during it
+(MiB), what the caller got, and the pool afterwards (responses left open, connections in use).
+``tests/test_bounds.py`` and ``tests/test_cancellation_storm.py`` assert the same bounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import random
+import threading
+import time
+import tracemalloc
+import warnings
+import zlib
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Dict, List, Optional
+
+from .harness import MESSAGES, SharedClient, outcome, retry_config
+from .loopback import LoopbackServer, Reply, completion_reply, error_reply, sse_reply
+
+__all__ = [
+    "Scenario",
+    "SCENARIOS",
+    "Measured",
+    "measure",
+    "gzip_gzip_reply",
+    "trickle_reply",
+    "first_then",
+    "STALL_MS",
+    "TRICKLE_MS",
+    "TIMEOUT_MS",
+]
+
+MIB = 1024 * 1024
+STALL_MS = 6000
+"""A stall (ms) long past every budget of ours, short enough to wait out for upstream."""
+TRICKLE_MS = 100
+"""One byte every TRICKLE_MS ms: a per-read timeout never fires."""
+TIMEOUT_MS = 1500
+"""The SDK's ``timeout_ms`` in the scenarios (upstream applies it to each phase of a request)."""
+
+
+def _gzip(chunks: Any) -> bytes:
+    out = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    return b"".join(out.compress(c) for c in chunks) + out.flush()
+
+
+_BOMB: List[bytes] = []
+
+
+def gzip_gzip_reply(status: int, decoded_mib: int = 128) -> Reply:
+    """``Content-Encoding: gzip, gzip``: a few hundred bytes that decode to ``decoded_mib`` MiB of
+    zeros (built once per process for the default size)."""
+    if decoded_mib != 128 or not _BOMB:
+        body = _gzip([_gzip(itertools.repeat(b"\0" * MIB, decoded_mib))])
+        if decoded_mib != 128:
+            return Reply(status, {"content-type": "application/json", "content-encoding": "gzip, gzip"}, [body])
+        _BOMB.append(body)
+    return Reply(status, {"content-type": "application/json", "content-encoding": "gzip, gzip"}, [_BOMB[0]])
+
+
+def trickle_reply(status: int, content_type: str, body: bytes, seconds: float = STALL_MS / 1000) -> Reply:
+    """``body`` one byte every :data:`TRICKLE_MS` ms, for at most ``seconds``."""
+    count = min(len(body), int(seconds * 1000 / TRICKLE_MS))
+    return Reply(status, {"content-type": content_type}, [body[i : i + 1] for i in range(count)], delay_ms=TRICKLE_MS)
+
+
+def first_then(first: Reply, rest: Reply) -> Callable[[Any], Reply]:
+    """A ``respond`` function: ``first`` for the first request, ``rest`` for the others."""
+    counter = itertools.count()
+    lock = threading.Lock()
+
+    def respond(handler: Any) -> Reply:
+        with lock:
+            n = next(counter)
+        return first if n == 0 else rest
+
+    return respond
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A server behaviour and the call made against it.
+
+    Attributes:
+        name: Short label.
+        path: What the row says (the path through the SDK).
+        respond: Builds the server's ``respond`` function (a fresh one per run).
+        stream: ``chat.stream`` (True) or ``chat.complete``.
+        retries: Fast retries on (``max_elapsed_time`` :attr:`max_elapsed_ms`).
+        max_elapsed_ms: The retry loop's budget, ms.
+        pool: ``max_connections``.
+        special: ``"dropped"`` (a stream dropped unclosed, then one call) or ``"storm"`` (the
+            cancellation storm), else a plain call.
+    """
+
+    name: str
+    path: str
+    respond: Callable[[], Callable[[Any], Reply]]
+    stream: bool = True
+    retries: bool = False
+    max_elapsed_ms: int = 5000
+    pool: int = 2
+    special: str = ""
+
+
+def _tail_stall() -> Reply:
+    reply = sse_reply(2)
+    reply.chunks = reply.chunks + [b": tail\n\n"]
+    reply.delays_ms = [0] * (len(reply.chunks) - 1) + [STALL_MS]
+    return reply
+
+
+def _slow_healthy(stream: bool) -> Reply:
+    reply = sse_reply(30) if stream else completion_reply()
+    if not stream:
+        body = reply.chunks[0]
+        reply.chunks = [body[i : i + 10] for i in range(0, len(body), 10)]
+    reply.delays_ms = [0] + [3000 // len(reply.chunks)] * (len(reply.chunks) - 1)
+    return reply
+
+
+_ERROR_TEXT = b'{"message": "' + b"x" * 80 + b'"}'
+_PAGE = b"<html>" + b"y" * 100
+
+SCENARIOS: List[Scenario] = [
+    Scenario(
+        "retried-stall",
+        "retried 429 whose body stalls 6 s, then a stream",
+        lambda: first_then(
+            Reply(429, {"content-type": "application/json"}, [b'{"message":', b'"late"}'], delays_ms=[0, STALL_MS]),
+            sse_reply(2),
+        ),
+        retries=True,
+    ),
+    Scenario(
+        "retried-trickle-budget",
+        "429s trickling 1 B/100 ms, max_elapsed_time 1 s",
+        lambda: first_then(
+            trickle_reply(429, "application/json", _ERROR_TEXT), trickle_reply(429, "application/json", _ERROR_TEXT)
+        ),
+        retries=True,
+        max_elapsed_ms=1000,
+    ),
+    Scenario(
+        "tail-stall", "stream whose tail stalls 6 s after [DONE]", lambda: first_then(_tail_stall(), _tail_stall())
+    ),
+    Scenario(
+        "error-trickle-complete",
+        "complete: 500 body trickling 1 B/100 ms for 6 s",
+        lambda: first_then(*[trickle_reply(500, "application/json", _ERROR_TEXT)] * 2),
+        stream=False,
+    ),
+    Scenario(
+        "error-trickle-stream",
+        "stream: 500 body trickling 1 B/100 ms for 6 s",
+        lambda: first_then(*[trickle_reply(500, "application/json", _ERROR_TEXT)] * 2),
+    ),
+    Scenario(
+        "html-trickle-stream",
+        "stream answered 200 text/html, trickling 6 s",
+        lambda: first_then(*[trickle_reply(200, "text/html", _PAGE)] * 2),
+    ),
+    Scenario(
+        "html-trickle-complete",
+        "complete answered 200 text/html, trickling 6 s",
+        lambda: first_then(*[trickle_reply(200, "text/html", _PAGE)] * 2),
+        stream=False,
+    ),
+    Scenario(
+        "retried-bomb",
+        "retried 429, gzip,gzip body decoding to 128 MiB, then a stream",
+        lambda: first_then(gzip_gzip_reply(429), sse_reply(2)),
+        retries=True,
+    ),
+    Scenario(
+        "final-bomb",
+        "final 500, gzip,gzip body decoding to 128 MiB",
+        lambda: first_then(gzip_gzip_reply(500), gzip_gzip_reply(500)),
+    ),
+    Scenario(
+        "slow-healthy-stream",
+        "healthy stream taking 3 s (100 ms gaps, timeout_ms 1.5 s)",
+        lambda: first_then(_slow_healthy(True), _slow_healthy(True)),
+    ),
+    Scenario(
+        "slow-healthy-complete",
+        "healthy complete body taking 3 s (timeout_ms 1.5 s)",
+        lambda: first_then(_slow_healthy(False), _slow_healthy(False)),
+        stream=False,
+    ),
+    Scenario(
+        "dropped",
+        "stream dropped unclosed (del, gc), then a call; pool of 1",
+        lambda: first_then(sse_reply(3), sse_reply(3)),
+        pool=1,
+        special="dropped",
+    ),
+]
+
+
+@dataclass
+class Measured:
+    """One scenario, one mode. ``seconds`` wall time of the call (s); ``peak_mib`` peak traced
+    memory during it (MiB); ``outcome`` what the caller got (``ok``, ``SDKError(500)``, ...),
+    ``note`` the incomplete-body note when the error had one; ``left_open`` / ``in_use``
+    responses left open and pooled connections in use afterwards; ``next_call`` outcome of a
+    healthy call made afterwards on the same client (``dropped``, ``storm``)."""
+
+    name: str
+    mode: str
+    seconds: float
+    peak_mib: float
+    outcome: str
+    note: str
+    left_open: int
+    in_use: int
+    next_call: str = ""
+
+    def as_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def _note(error: Optional[BaseException]) -> str:
+    body = getattr(error, "body", "") or ""
+    marker = "[mistralai-patched: error body incomplete ("
+    return body[body.index(marker) + len(marker) : -2] if marker in body else ""
+
+
+def _drop_sync(shared: SharedClient) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        events = shared.sdk.chat.stream(model="m", messages=MESSAGES)
+        del events
+        gc.collect()
+    return shared.call().outcome
+
+
+async def _drop_async(shared: SharedClient) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        events = await shared.sdk.chat.stream_async(model="m", messages=MESSAGES)
+        del events
+        gc.collect()
+    await asyncio.sleep(0.05)
+    return (await asyncio.wait_for(shared.call_async(), 10)).outcome
+
+
+def measure(scenario: Scenario, sync: bool) -> Measured:
+    """Run ``scenario`` once on a fresh loopback server and shared client (sync or async).
+
+    Raises:
+        OSError: the loopback server could not start.
+    """
+    retries = retry_config("mistral", max_elapsed_ms=scenario.max_elapsed_ms) if scenario.retries else None
+    with LoopbackServer(respond=scenario.respond()) as server:
+        shared = SharedClient(
+            "mistral", server.url, sync=sync, pool=scenario.pool, retries=retries, timeout_ms=TIMEOUT_MS
+        )
+        gc.collect()
+        tracemalloc.start()
+        started = time.monotonic()
+        next_call = ""
+        try:
+            if sync:
+                with shared:
+                    if scenario.special == "dropped":
+                        next_call = _drop_sync(shared)
+                        result = None
+                    else:
+                        result = shared.call(scenario.stream)
+                    tally = shared.tally()
+            else:
+
+                async def run() -> Any:
+                    async with shared:
+                        if scenario.special == "dropped":
+                            return await _drop_async(shared), None, shared.tally()
+                        return "", await shared.call_async(scenario.stream), shared.tally()
+
+                next_call, result, tally = asyncio.run(run())
+            seconds = time.monotonic() - started
+            peak = tracemalloc.get_traced_memory()[1] / MIB
+        finally:
+            tracemalloc.stop()
+    error = result.error if result is not None else None
+    return Measured(
+        scenario.name,
+        "sync" if sync else "async",
+        round(seconds, 2),
+        round(peak, 1),
+        outcome(error) if result is not None else "-",
+        _note(error),
+        tally.responses_left_open,
+        tally.in_use,
+        next_call,
+    )
+
+
+# ---------------------------------------------------------------------- the cancellation storm
+
+STORM_CALLS = 500
+STORM_CONCURRENCY = 8
+STORM_POOL = 8
+STORM_MAX_TIMEOUT_S = 0.050
+STORM_SEED = 20261121
+
+
+def storm_server() -> Callable[[Any], Reply]:
+    """Answers in a fixed rotation: a slow stream (headers after 0-4 ms, events 1 ms apart), a
+    503 whose body trickles (retried), a 429 with ``retry-after-ms: 5`` (retried), a slow stream."""
+    counter = itertools.count()
+    lock = threading.Lock()
+
+    def respond(handler: Any) -> Reply:
+        with lock:
+            n = next(counter)
+        time.sleep((n % 5) * 0.001)
+        kind = n % 4
+        if kind == 1:
+            return Reply(503, {"content-type": "application/json"}, [b'{"message":', b' "slow"}'], delay_ms=5)
+        if kind == 2:
+            return error_reply(429, "wait", headers={"retry-after-ms": "5"})
+        reply = sse_reply(4)
+        reply.delay_ms = 1
+        return reply
+
+    return respond
+
+
+async def _under_timeout(seconds: float, coro: Any) -> None:
+    if hasattr(asyncio, "timeout"):  # 3.11+
+        async with asyncio.timeout(seconds):
+            await coro
+    else:  # 3.10
+        await asyncio.wait_for(coro, seconds)
+
+
+async def _consume(sdk: Any) -> None:
+    async with await sdk.chat.stream_async(model="m", messages=MESSAGES) as events:
+        async for _ in events:
+            pass
+
+
+async def storm(server_url: str, library: Any = None) -> Dict[str, Any]:
+    """:data:`STORM_CALLS` ``chat.stream_async`` calls on one shared client (pool of
+    :data:`STORM_POOL`, at most :data:`STORM_CONCURRENCY` at a time), each under
+    ``asyncio.timeout`` of 0 to 50 ms (seeded: the same storm every run), then one call without a
+    timeout. Returns ``outcomes`` (label → count), ``tally`` (the pool after the storm) and
+    ``next_call`` (its ``CallResult``)."""
+    rng = random.Random(STORM_SEED)
+    timeouts = [rng.uniform(0, STORM_MAX_TIMEOUT_S) for _ in range(STORM_CALLS)]
+    outcomes: Dict[str, int] = {}
+    async with SharedClient(
+        "mistral",
+        server_url,
+        sync=False,
+        library=library,
+        pool=STORM_POOL,
+        retries=retry_config("mistral", max_elapsed_ms=2000),
+        timeout_ms=3000,
+    ) as shared:
+        gate = asyncio.Semaphore(STORM_CONCURRENCY)
+
+        async def one(seconds: float) -> None:
+            async with gate:
+                try:
+                    await _under_timeout(seconds, _consume(shared.sdk))
+                    label = "ok"
+                except (asyncio.TimeoutError, TimeoutError):
+                    label = "cancelled"
+                except Exception as exc:  # noqa: BLE001 - counted, the storm goes on
+                    label = type(exc).__name__
+                outcomes[label] = outcomes.get(label, 0) + 1
+
+        await asyncio.gather(*(one(s) for s in timeouts))
+        await asyncio.sleep(0.3)  # closes scheduled on the loop finish
+        tally = shared.tally()
+        next_call = await asyncio.wait_for(shared.call_async(), 10)
+        return {"outcomes": outcomes, "tally": tally, "next_call": next_call}
+
+
+def measure_storm(library: Any = None) -> Measured:
+    """The cancellation storm (:func:`storm`) as a :class:`Measured` row (async)."""
+    with LoopbackServer(respond=storm_server()) as server:
+        started = time.monotonic()
+        result = asyncio.run(storm(server.url, library))
+    tally = result["tally"]
+    label = ", ".join(f"{k} {v}" for k, v in sorted(result["outcomes"].items()))
+    return Measured(
+        "storm",
+        "async",
+        round(time.monotonic() - started, 2),
+        0.0,
+        label,
+        "",
+        tally.responses_left_open,
+        tally.in_use,
+        result["next_call"].outcome,
+    )
