@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import threading
 import time
+import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -32,7 +34,17 @@ from .loopback import (
     wants_stream,
 )
 
-__all__ = ["Measure", "run", "percentile", "mixed_replies", "open_fds", "rss_bytes"]
+__all__ = [
+    "Measure",
+    "run",
+    "percentile",
+    "mixed_replies",
+    "compressed_error_reply",
+    "open_fds",
+    "rss_bytes",
+    "reset_peak_rss",
+    "peak_rss_bytes",
+]
 
 
 @dataclass
@@ -79,20 +91,41 @@ def percentile(values: List[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
-def mixed_replies(statuses: List[int], ok_every: int = 0) -> Callable[[Any], Reply]:
+def compressed_error_reply(status: int, decoded_mib: int) -> Reply:
+    """An error reply whose body is ``Content-Encoding: gzip, gzip``: a JSON error message
+    followed by ``decoded_mib`` MiB of spaces, a few KiB on the wire. A client that decodes
+    every error body in full holds ``decoded_mib`` MiB per call."""
+    head = json.dumps({"object": "error", "message": f"loopback {status}", "type": "loopback"}).encode()
+    inner = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    padding = b" " * (1024 * 1024)
+    layer = inner.compress(head) + b"".join(inner.compress(padding) for _ in range(decoded_mib)) + inner.flush()
+    outer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    body = outer.compress(layer) + outer.flush()
+    return Reply(status, {"content-type": "application/json", "content-encoding": "gzip, gzip"}, [body])
+
+
+def mixed_replies(
+    statuses: List[int], ok_every: int = 0, compressed_every: int = 0, compressed_mib: int = 16
+) -> Callable[[Any], Reply]:
     """A ``respond`` function cycling through error ``statuses``; every ``ok_every``-th request
     (when > 0) gets a success instead: an SSE stream when the request asked for a stream, else a
-    chat completion."""
+    chat completion. Every ``compressed_every``-th request (when > 0 and not a success) gets a
+    compressed error body that decodes to ``compressed_mib`` MiB (:func:`compressed_error_reply`)."""
     counter = itertools.count(1)
     lock = threading.Lock()
     cycle = itertools.cycle(statuses)
+    compressed: Dict[int, Reply] = {}
 
     def respond(handler: Any) -> Reply:
         with lock:
             n = next(counter)
             status = next(cycle)
-        if ok_every and n % ok_every == 0:
-            return sse_reply(3) if wants_stream(handler) else completion_reply()
+            if ok_every and n % ok_every == 0:
+                return sse_reply(3) if wants_stream(handler) else completion_reply()
+            if compressed_every and n % compressed_every == 0:
+                if status not in compressed:
+                    compressed[status] = compressed_error_reply(status, compressed_mib)
+                return compressed[status]
         return error_reply(status, f"loopback {status}")
 
     return respond
@@ -189,3 +222,27 @@ def rss_bytes() -> int:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return -1
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident set size (Linux: ``5`` to ``/proc/self/clear_refs``), so
+    :func:`peak_rss_bytes` reports the peak from now on. Returns False where it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process in bytes since it started or since
+    :func:`reset_peak_rss` (Linux ``VmHWM`` in ``/proc/self/status``; -1 elsewhere)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return -1
