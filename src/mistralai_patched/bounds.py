@@ -29,11 +29,13 @@ from .loopback import LoopbackServer, Reply, completion_reply, error_reply, sse_
 __all__ = [
     "Scenario",
     "SCENARIOS",
+    "WARM_UP",
     "Measured",
     "measure",
     "gzip_gzip_reply",
     "trickle_reply",
     "first_then",
+    "always",
     "STALL_MS",
     "TRICKLE_MS",
     "TIMEOUT_MS",
@@ -84,6 +86,11 @@ def first_then(first: Reply, rest: Reply) -> Callable[[Any], Reply]:
         return first if n == 0 else rest
 
     return respond
+
+
+def always(reply: Reply) -> Callable[[Any], Reply]:
+    """A ``respond`` function answering every request with ``reply``."""
+    return lambda handler: reply
 
 
 @dataclass(frozen=True)
@@ -144,35 +151,31 @@ SCENARIOS: List[Scenario] = [
     Scenario(
         "retried-trickle-budget",
         "429s trickling 1 B/100 ms, max_elapsed_time 1 s",
-        lambda: first_then(
-            trickle_reply(429, "application/json", _ERROR_TEXT), trickle_reply(429, "application/json", _ERROR_TEXT)
-        ),
+        lambda: always(trickle_reply(429, "application/json", _ERROR_TEXT)),
         retries=True,
         max_elapsed_ms=1000,
     ),
-    Scenario(
-        "tail-stall", "stream whose tail stalls 6 s after [DONE]", lambda: first_then(_tail_stall(), _tail_stall())
-    ),
+    Scenario("tail-stall", "stream whose tail stalls 6 s after [DONE]", lambda: always(_tail_stall())),
     Scenario(
         "error-trickle-complete",
         "complete: 500 body trickling 1 B/100 ms for 6 s",
-        lambda: first_then(*[trickle_reply(500, "application/json", _ERROR_TEXT)] * 2),
+        lambda: always(trickle_reply(500, "application/json", _ERROR_TEXT)),
         stream=False,
     ),
     Scenario(
         "error-trickle-stream",
         "stream: 500 body trickling 1 B/100 ms for 6 s",
-        lambda: first_then(*[trickle_reply(500, "application/json", _ERROR_TEXT)] * 2),
+        lambda: always(trickle_reply(500, "application/json", _ERROR_TEXT)),
     ),
     Scenario(
         "html-trickle-stream",
         "stream answered 200 text/html, trickling 6 s",
-        lambda: first_then(*[trickle_reply(200, "text/html", _PAGE)] * 2),
+        lambda: always(trickle_reply(200, "text/html", _PAGE)),
     ),
     Scenario(
         "html-trickle-complete",
         "complete answered 200 text/html, trickling 6 s",
-        lambda: first_then(*[trickle_reply(200, "text/html", _PAGE)] * 2),
+        lambda: always(trickle_reply(200, "text/html", _PAGE)),
         stream=False,
     ),
     Scenario(
@@ -184,27 +187,30 @@ SCENARIOS: List[Scenario] = [
     Scenario(
         "final-bomb",
         "final 500, gzip,gzip body decoding to 128 MiB",
-        lambda: first_then(gzip_gzip_reply(500), gzip_gzip_reply(500)),
+        lambda: always(gzip_gzip_reply(500)),
     ),
     Scenario(
         "slow-healthy-stream",
         "healthy stream taking 3 s (100 ms gaps, timeout_ms 1.5 s)",
-        lambda: first_then(_slow_healthy(True), _slow_healthy(True)),
+        lambda: always(_slow_healthy(True)),
     ),
     Scenario(
         "slow-healthy-complete",
         "healthy complete body taking 3 s (timeout_ms 1.5 s)",
-        lambda: first_then(_slow_healthy(False), _slow_healthy(False)),
+        lambda: always(_slow_healthy(False)),
         stream=False,
     ),
     Scenario(
         "dropped",
         "stream dropped unclosed (del, gc), then a call; pool of 1",
-        lambda: first_then(sse_reply(3), sse_reply(3)),
+        lambda: always(sse_reply(3)),
         pool=1,
         special="dropped",
     ),
 ]
+
+
+WARM_UP = Scenario("warm-up", "a healthy stream (imports, model classes; not reported)", lambda: always(sse_reply(2)))
 
 
 @dataclass
