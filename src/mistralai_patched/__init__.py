@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
+import sys
 import json
 from importlib import resources
 from types import ModuleType
@@ -44,7 +45,11 @@ def line_library() -> ModuleType:
     Raises:
         ImportError: the library is not installed (a broken install: upstream requires it).
     """
-    return importlib.import_module(build_info().get("http_library") or "httpx")
+    name = build_info().get("http_library") or "httpx"
+    # sys.modules first: on Python 3.10 import_module takes the module's import lock even when
+    # the module is loaded, and a garbage-collector finalizer that imports while that lock is
+    # being taken trips CPython's lock bookkeeping (KeyError in _ModuleLock.acquire).
+    return sys.modules.get(name) or importlib.import_module(name)
 
 
 def built_line() -> str:

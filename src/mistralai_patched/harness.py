@@ -14,6 +14,7 @@ passed: the SDK takes a user's client of either library.
 from __future__ import annotations
 
 import importlib
+import sys
 import inspect
 import time
 from dataclasses import dataclass
@@ -66,7 +67,8 @@ def target_module(target: str) -> str:
 def retry_config(target: str, max_elapsed_ms: int = 500) -> Any:
     """A fast backoff ``RetryConfig`` of the target's own ``utils``: intervals 1-5 ms, no jitter
     where upstream has it (3.x), ``max_elapsed_ms`` in all, connection errors not retried."""
-    utils = importlib.import_module(target_module(target) + ".utils")
+    name = target_module(target) + ".utils"
+    utils = sys.modules.get(name) or importlib.import_module(name)  # see line_library
     kwargs: Dict[str, Any] = {}
     if "jitter_ms" in inspect.signature(utils.BackoffStrategy).parameters:
         kwargs["jitter_ms"] = 0
