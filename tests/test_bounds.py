@@ -28,8 +28,11 @@ import pytest
 
 from conftest import MESSAGES, TARGETS, SharedClient
 from mistralai_patched.harness import retry_config, target_module
-from mistralai_patched.bounds import STALL_MS, TIMEOUT_MS, first_then as _first_then, gzip_gzip_reply, trickle_reply
-from mistralai_patched.loopback import LoopbackServer, Reply, completion_reply, sse_reply
+from mistralai_patched.bounds import (
+    ERROR_TEXT, HTML_PAGE, TIMEOUT_MS, first_then as _first_then, gzip_gzip_reply, slow_healthy_reply,
+    stalled_retry_reply, tail_stall_reply, trickle_reply,
+)
+from mistralai_patched.loopback import LoopbackServer, Reply, sse_reply
 
 MODES = [pytest.param(True, id="sync"), pytest.param(False, id="async")]
 MIB = 1024 * 1024
@@ -61,9 +64,7 @@ def _call(server: LoopbackServer, sync: bool, target: str = "mistral", stream: b
 def test_retried_response_whose_body_stalls_costs_one_drain_budget(sync: bool) -> None:
     """The first answer is a 429 whose body stops half-way for 6 s; the retry succeeds. The
     drain gives up after its budget (250 ms), not after the 5 s read timeout."""
-    stalled = Reply(429, {"content-type": "application/json"}, [b'{"message":', b'"late"}'],
-                    delays_ms=[0, STALL_MS])
-    with LoopbackServer(respond=_first_then(stalled, sse_reply(2))) as server:
+    with LoopbackServer(respond=_first_then(stalled_retry_reply(), sse_reply(2))) as server:
         result, tally, seconds = _call(server, sync, retries=retry_config("mistral", max_elapsed_ms=5000),
                                        timeout_ms=5000)
     assert result.error is None and result.events == 2, result.error
@@ -75,10 +76,7 @@ def test_retried_response_whose_body_stalls_costs_one_drain_budget(sync: bool) -
 def test_stream_whose_tail_stalls_after_done_ends_at_once(sync: bool) -> None:
     """The events and ``[DONE]`` arrive, then the body stalls for 6 s: the caller's loop ends
     within the drain budget (the fork waited for the read timeout, 5 s)."""
-    reply = sse_reply(2)
-    reply.chunks = reply.chunks + [b": tail\n\n"]
-    reply.delays_ms = [0] * (len(reply.chunks) - 1) + [STALL_MS]
-    with LoopbackServer(reply) as server:
+    with LoopbackServer(tail_stall_reply()) as server:
         result, tally, seconds = _call(server, sync, timeout_ms=5000)
     assert result.error is None and result.events == 2, result.error
     assert seconds < 2.0, f"the stream ended {seconds:.1f} s after its start"
@@ -86,10 +84,6 @@ def test_stream_whose_tail_stalls_after_done_ends_at_once(sync: bool) -> None:
 
 
 # --------------------------------------------------- bodies the caller sees only in an error
-
-def _trickle(status: int, content_type: str, body: bytes = b'{"message": "' + b"x" * 80 + b'"}') -> Reply:
-    return trickle_reply(status, content_type, body)
-
 
 def _errors_of(target: str) -> Any:
     return importlib.import_module(target_module(target) + ".errors")
@@ -104,7 +98,7 @@ def test_trickling_error_body_ends_within_timeout_ms(target: str, stream: bool, 
     ``timeout_ms`` (1.5 s) plus the drain budget, with an SDKError carrying the bytes received and
     a note that the body is incomplete. Upstream reads a non-streamed body inside ``send``, where
     only the per-read timeout applies: it waits all 6 s."""
-    with LoopbackServer(_trickle(500, "application/json")) as server:
+    with LoopbackServer(trickle_reply(500, "application/json", ERROR_TEXT)) as server:
         result, tally, seconds = _call(server, sync, target=target, stream=stream, timeout_ms=TIMEOUT_MS)
     assert isinstance(result.error, _errors_of(target).SDKError), repr(result.error)
     assert result.error.status_code == 500
@@ -122,7 +116,7 @@ def test_unexpected_success_body_that_trickles_ends_within_timeout_ms(target: st
     """A ``200 text/html`` (a proxy's page, say) that trickles for 6 s, to a stream and to a
     ``complete``: no method accepts it, so the caller gets upstream's "Unexpected response
     received" SDKError, within ``timeout_ms``. Upstream reads it to its end first."""
-    with LoopbackServer(_trickle(200, "text/html", b"<html>" + b"y" * 100)) as server:
+    with LoopbackServer(trickle_reply(200, "text/html", HTML_PAGE)) as server:
         result, tally, seconds = _call(server, sync, target=target, stream=stream, timeout_ms=TIMEOUT_MS)
     assert isinstance(result.error, _errors_of(target).SDKError), repr(result.error)
     assert "Unexpected response received" in str(result.error)
@@ -152,11 +146,7 @@ def test_slow_healthy_answer_is_not_cut(stream: bool, sync: bool) -> None:
     """A healthy answer that takes 3 s in all, 100 ms between pieces, with ``timeout_ms`` 1.5 s:
     it arrives whole. Success bodies keep upstream's per-read timeout; only bodies the caller sees
     inside an error get a deadline."""
-    reply = sse_reply(30) if stream else completion_reply()
-    if not stream:
-        body = reply.chunks[0]
-        reply.chunks = [body[i : i + 10] for i in range(0, len(body), 10)]
-    reply.delays_ms = [0] + [3000 // len(reply.chunks)] * (len(reply.chunks) - 1)
+    reply = slow_healthy_reply(stream)
     with LoopbackServer(reply) as server:
         result, tally, seconds = _call(server, sync, stream=stream, timeout_ms=TIMEOUT_MS)
     assert result.error is None, repr(result.error)

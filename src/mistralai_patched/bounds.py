@@ -36,6 +36,11 @@ __all__ = [
     "trickle_reply",
     "first_then",
     "always",
+    "stalled_retry_reply",
+    "tail_stall_reply",
+    "slow_healthy_reply",
+    "ERROR_TEXT",
+    "HTML_PAGE",
     "STALL_MS",
     "TRICKLE_MS",
     "TIMEOUT_MS",
@@ -105,8 +110,8 @@ class Scenario:
         retries: Fast retries on (``max_elapsed_time`` :attr:`max_elapsed_ms`).
         max_elapsed_ms: The retry loop's budget, ms.
         pool: ``max_connections``.
-        special: ``"dropped"`` (a stream dropped unclosed, then one call) or ``"storm"`` (the
-            cancellation storm), else a plain call.
+        special: ``"dropped"`` (a stream dropped unclosed, then one call), else a plain call.
+            The cancellation storm is not a scenario: see :func:`measure_storm`.
     """
 
     name: str
@@ -119,14 +124,22 @@ class Scenario:
     special: str = ""
 
 
-def _tail_stall() -> Reply:
+def stalled_retry_reply() -> Reply:
+    """A 429 whose JSON body stops half-way for :data:`STALL_MS`."""
+    return Reply(429, {"content-type": "application/json"}, [b'{"message":', b'"late"}'], delays_ms=[0, STALL_MS])
+
+
+def tail_stall_reply() -> Reply:
+    """A stream of 2 events and ``[DONE]``, then a comment line that comes :data:`STALL_MS` later."""
     reply = sse_reply(2)
     reply.chunks = reply.chunks + [b": tail\n\n"]
     reply.delays_ms = [0] * (len(reply.chunks) - 1) + [STALL_MS]
     return reply
 
 
-def _slow_healthy(stream: bool) -> Reply:
+def slow_healthy_reply(stream: bool) -> Reply:
+    """A healthy answer spread over about 3 s: 30 events (``stream``) or a chat completion in
+    10-byte pieces, evenly spaced."""
     reply = sse_reply(30) if stream else completion_reply()
     if not stream:
         body = reply.chunks[0]
@@ -135,47 +148,46 @@ def _slow_healthy(stream: bool) -> Reply:
     return reply
 
 
-_ERROR_TEXT = b'{"message": "' + b"x" * 80 + b'"}'
-_PAGE = b"<html>" + b"y" * 100
+ERROR_TEXT = b'{"message": "' + b"x" * 80 + b'"}'
+"""The JSON error body the trickling scenarios send."""
+HTML_PAGE = b"<html>" + b"y" * 100
+"""The ``text/html`` body the unexpected-answer scenarios send."""
 
 SCENARIOS: List[Scenario] = [
     Scenario(
         "retried-stall",
         "retried 429 whose body stalls 6 s, then a stream",
-        lambda: first_then(
-            Reply(429, {"content-type": "application/json"}, [b'{"message":', b'"late"}'], delays_ms=[0, STALL_MS]),
-            sse_reply(2),
-        ),
+        lambda: first_then(stalled_retry_reply(), sse_reply(2)),
         retries=True,
     ),
     Scenario(
         "retried-trickle-budget",
         "429s trickling 1 B/100 ms, max_elapsed_time 1 s",
-        lambda: always(trickle_reply(429, "application/json", _ERROR_TEXT)),
+        lambda: always(trickle_reply(429, "application/json", ERROR_TEXT)),
         retries=True,
         max_elapsed_ms=1000,
     ),
-    Scenario("tail-stall", "stream whose tail stalls 6 s after [DONE]", lambda: always(_tail_stall())),
+    Scenario("tail-stall", "stream whose tail stalls 6 s after [DONE]", lambda: always(tail_stall_reply())),
     Scenario(
         "error-trickle-complete",
         "complete: 500 body trickling 1 B/100 ms for 6 s",
-        lambda: always(trickle_reply(500, "application/json", _ERROR_TEXT)),
+        lambda: always(trickle_reply(500, "application/json", ERROR_TEXT)),
         stream=False,
     ),
     Scenario(
         "error-trickle-stream",
         "stream: 500 body trickling 1 B/100 ms for 6 s",
-        lambda: always(trickle_reply(500, "application/json", _ERROR_TEXT)),
+        lambda: always(trickle_reply(500, "application/json", ERROR_TEXT)),
     ),
     Scenario(
         "html-trickle-stream",
         "stream answered 200 text/html, trickling 6 s",
-        lambda: always(trickle_reply(200, "text/html", _PAGE)),
+        lambda: always(trickle_reply(200, "text/html", HTML_PAGE)),
     ),
     Scenario(
         "html-trickle-complete",
         "complete answered 200 text/html, trickling 6 s",
-        lambda: always(trickle_reply(200, "text/html", _PAGE)),
+        lambda: always(trickle_reply(200, "text/html", HTML_PAGE)),
         stream=False,
     ),
     Scenario(
@@ -192,12 +204,12 @@ SCENARIOS: List[Scenario] = [
     Scenario(
         "slow-healthy-stream",
         "healthy stream taking 3 s (100 ms gaps, timeout_ms 1.5 s)",
-        lambda: always(_slow_healthy(True)),
+        lambda: always(slow_healthy_reply(True)),
     ),
     Scenario(
         "slow-healthy-complete",
         "healthy complete body taking 3 s (timeout_ms 1.5 s)",
-        lambda: always(_slow_healthy(False)),
+        lambda: always(slow_healthy_reply(False)),
         stream=False,
     ),
     Scenario(

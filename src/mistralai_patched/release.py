@@ -31,6 +31,7 @@ import time
 import warnings
 import zlib
 from dataclasses import dataclass
+from email.message import Message
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, List, Optional, Tuple, TypeVar
 
@@ -643,8 +644,6 @@ release that accepts a new type fails the tests instead of having its bodies cut
 def _media_type(response: httpx.Response) -> str:
     # As upstream's utils.match_content_type parses it (email.message; "text/plain" when absent
     # or malformed).
-    from email.message import Message
-
     message = Message()
     message["content-type"] = response.headers.get("content-type", "")
     return message.get_content_type()
