@@ -1,6 +1,6 @@
-"""Units of upstream modules (top-level functions and methods of top-level classes, plus the
-``<imports>`` pseudo-unit): their text and fingerprints, and the splicing of rendered template
-units over them."""
+"""Units of upstream modules (top-level functions, methods of top-level classes and top-level
+classes without methods, such as dataclasses, plus the ``<imports>`` pseudo-unit): their text and
+fingerprints, and the splicing of rendered template units over them."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from .paths import TEMPLATES
 
 
 def _units(source: str, filename: str) -> Dict[str, ast.AST]:
-    """Top-level functions and methods of top-level classes, by qualified name."""
+    """Top-level functions, methods of top-level classes (``Class.method``) and top-level classes
+    that define no method (a dataclass: the class is the unit), by qualified name."""
     try:
         tree = ast.parse(source, filename=filename)
     except SyntaxError as exc:
@@ -25,9 +26,11 @@ def _units(source: str, filename: str) -> Dict[str, ast.AST]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             found[node.name] = node
         elif isinstance(node, ast.ClassDef):
-            for sub in node.body:
-                if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    found[f"{node.name}.{sub.name}"] = sub
+            methods = [sub for sub in node.body if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef))]
+            for sub in methods:
+                found[f"{node.name}.{sub.name}"] = sub
+            if not methods:
+                found[node.name] = node
     return found
 
 
