@@ -9,16 +9,32 @@ Inputs are shaped like the API's answers: chat completions with tool calls and u
 of every streaming endpoint's event type (split into network chunks in several ways, with CRLF,
 CR and LF boundaries, a BOM, comments, ids, retry fields and multi-line data), error bodies,
 invalid data, and request bodies for marshalling (dicts, models, tuples where lists are due).
+
+Every streaming endpoint is found in the generated code (each ``EventStream`` a method returns
+names its event model), and every member of its event's ``data`` union gets an event built from
+the member's fields (:func:`sample`), so an endpoint or event type upstream adds is covered
+without a change here.
+
+The ``sse-raw`` cases give the stream a decoder of one's own that returns the JSON text it is
+handed, parsed: the fork hands compact JSON text (not ``json.dumps``' spacing) that parses to the
+same value, which is what the decoder's contract is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import enum
 import importlib
 import json
 import random
+import re
 import sys
+import typing
+from pathlib import Path
 from typing import Any, AsyncIterator, Dict, Iterator, List
+
+import pydantic
 
 from conftest import httpx  # the line's HTTP library (2.x: httpx; 3.x: httpx2, as upstream imports it)
 
@@ -144,7 +160,8 @@ def _sse_cases(target: str, model: Any, body: bytes, sentinel: Any, data_require
     eventstreaming = importlib.import_module(pkg + ".utils.eventstreaming")
     if model is None:  # the raw event JSON the decoder gets: shows every framing difference
         def unmarshal_json_response(typ: Any, response: Any, raw: str) -> Any:
-            return raw
+            assert isinstance(raw, str)
+            return json.loads(raw)
         typ = None
     else:
         unmarshal_json_response = importlib.import_module(
@@ -184,6 +201,87 @@ def _sse_cases(target: str, model: Any, body: bytes, sentinel: Any, data_require
         result["events_before_error"] = _dump(aevents) if "error" in result else None
         out[split + "-async"] = result
     return out
+
+
+_EVENT_MODEL = re.compile(r"EventStream(?:Async)?\(\s*http_res,\s*lambda raw: unmarshal_json_response\(\s*models\.(\w+),")
+
+
+def stream_event_models(pkg: str = "mistralai.client") -> List[str]:
+    """The event model of every streaming endpoint of ``pkg``, from the generated methods."""
+    root = Path(importlib.import_module(pkg).__file__ or "").parent
+    return sorted({name for path in root.glob("*.py") for name in _EVENT_MODEL.findall(path.read_text())})
+
+
+def _members(tp: Any) -> List[Any]:
+    """The types a (possibly Optional, Annotated or aliased) union stands for."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is None and type(tp).__name__ == "TypeAliasType":  # a named union
+        return _members(tp.__value__)
+    if origin is typing.Annotated:
+        return _members(args[0])
+    if origin is typing.Union or type(tp).__name__ == "UnionType":
+        return [m for a in args for m in _members(a)]
+    if type(origin).__name__ == "TypeAliasType":  # Nullable[T] / OptionalNullable[T]
+        return _members(args[0])
+    return [] if tp is type(None) or getattr(tp, "__name__", "") == "Unset" else [tp]
+
+
+def sample(tp: Any, depth: int = 0) -> Any:
+    """A JSON value of type ``tp``: every field of a model (by alias), the first member of a union
+    and the first value of a Literal or Enum."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Literal:
+        return args[0]
+    members = _members(tp)
+    if len(members) != 1 or members[0] is not tp:
+        candidates = [sample(m, depth) for m in members]
+        for member, candidate in zip(members, candidates):  # the first member its sample fits
+            try:
+                pydantic.TypeAdapter(member).validate_python(candidate)
+            except Exception:  # noqa: BLE001 - try the next member
+                continue
+            return candidate
+        return candidates[0] if candidates else None
+    if origin in (list, List, typing.Sequence, set, frozenset, tuple):
+        return [sample(args[0], depth + 1)] if args else []
+    if origin in (dict, Dict, typing.Mapping):
+        return {"k": sample(args[1], depth + 1)} if len(args) == 2 else {}
+    if isinstance(tp, type):
+        if hasattr(tp, "model_fields"):
+            if depth > 12:
+                return {}
+            return {(f.alias or n): sample(f.annotation, depth + 1) for n, f in tp.model_fields.items()
+                    if f.is_required() or depth < 3}
+        if issubclass(tp, enum.Enum):
+            return next(iter(tp)).value
+        if issubclass(tp, bool):
+            return True
+        if issubclass(tp, int):
+            return 1
+        if issubclass(tp, float):
+            return 0.5
+        if issubclass(tp, datetime.datetime):
+            return "2026-01-01T00:00:00Z"
+        if issubclass(tp, datetime.date):
+            return "2026-01-01"
+        if issubclass(tp, str):
+            return "x"
+    return "any"
+
+
+def event_type_streams(model_cls: Any) -> Dict[str, bytes]:
+    """Per member of ``model_cls``'s ``data`` union: an SSE body of two events of that member
+    (with an ``event:`` line when the model has an ``event`` field), LF then CRLF framed."""
+    fields = model_cls.model_fields
+    bodies = {}
+    for member in _members(fields["data"].annotation):
+        data = sample(member)
+        line = "data: " + json.dumps(data)
+        if "event" in fields:
+            name = data.get("type", "message") if isinstance(data, dict) else "message"
+            line = f"event: {name}\n" + line
+        bodies[getattr(member, "__name__", str(member))] = _sse([line]) + _sse([line], "\r\n\r\n")
+    return bodies
 
 
 def evaluate() -> Dict[str, Any]:
@@ -240,6 +338,12 @@ def evaluate() -> Dict[str, Any]:
         if hasattr(mistral_models, model):
             sentinel = "[DONE]" if model == "CompletionEvent" else None
             results[f"mistral/sse-endpoint/{name}"] = _sse_cases("mistral", model, body, sentinel, required)
+    for model in stream_event_models():
+        model_cls = getattr(mistral_models, model)
+        required = not _members(model_cls.model_fields["data"].annotation) or model_cls.model_fields["data"].is_required()
+        sentinel = "[DONE]" if model == "CompletionEvent" else None
+        for member, body in event_type_streams(model_cls).items():
+            results[f"mistral/sse-event-type/{model}/{member}"] = _sse_cases("mistral", model, body, sentinel, required)
     utils = importlib.import_module("mistralai.client.utils")
     list_request = mistral_models.ListModelsV1ModelsGetRequest() if hasattr(mistral_models, "ListModelsV1ModelsGetRequest") else None
     if list_request is not None:

@@ -116,3 +116,85 @@ def test_shallow_asdict_equals_asdict_for_server_events() -> None:
     assert fastpath.shallow_asdict(event) == dataclasses.asdict(event)
     with pytest.raises(TypeError):
         fastpath.shallow_asdict(ServerEvent)
+
+
+TRICKY_BLOCKS = [
+    b'data: {"a": 1}', b'data:{"a": 1}', b'data:  {"a": 1}', b"data:", b"data: ", b"data: 1", b'data: "text"',
+    b"data: [DONE]", b"data: [DONE] ", b"data:[DONE]", b"data: NaN", b"data: 1e400", b"data: -0", b"data: " + b"9" * 5000,
+    b'data: "\\ud800"', b'data: "a\x01b"', b'data: "\xff"', b'data: \xef\xbb\xbf{"a": 1}', b'data: {"a": 1, "a": 2}',
+    b'data: {"a": 1}, "event": "evil"', b'data: {"a": 1} {"b": 2}', b"data: " + b"[" * 300 + b"]" * 300,
+    b'event: e\ndata: {"a": 1}', b'event:\ndata: {"a": 1}', b'event: a:b\ndata: {"a": 1}', b'event: "q\\"\ndata: 2',
+    b'event: \xff\ndata: 1', b'data: 1\ndata: 2', b'id: 7\ndata: 1', b': comment\ndata: 1', b'data: 1\r\n',
+    b'Data: 1', b'event: e', b'\xef\xbb\xbfdata: 1', b'retry: 5\ndata: 1', b'data: {"a": 1}\n',
+]
+
+
+def _outcome_of(call: Any) -> Any:
+    try:
+        value, discard, event_id = call()
+    except Exception as exc:  # noqa: BLE001 - compared between the two parsers
+        return ("raised", type(exc).__name__, str(exc))
+    dumped = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+    return (dumped, discard, event_id)
+
+
+@pytest.mark.parametrize("block", TRICKY_BLOCKS, ids=[repr(b[:24]) for b in TRICKY_BLOCKS])
+@pytest.mark.parametrize("event_id", [None, "id-1"])
+def test_the_fast_event_path_gives_what_upstreams_parse_gives(block: bytes, event_id: Any) -> None:
+    """fastpath.parse_event against the target's own _parse_event (upstream's, unchanged), with a
+    decoder of one's own (the JSON value handed over) and the SDK's typed decoder: same value,
+    same end-of-stream flag and event id, or the same exception."""
+    from mistralai.client import models
+    from mistralai.client.utils import eventstreaming
+    from mistralai.client.utils.unmarshal_json_response import unmarshal_json_response
+
+    response = differential.httpx.Response(200, request=differential.httpx.Request("GET", "http://loopback/"))
+    decoders = {"json": lambda raw: json.loads(raw),
+                "typed": lambda raw: unmarshal_json_response(models.ConversationEvents, response, raw)}
+    for name, decoder in decoders.items():
+        for sentinel in ("[DONE]", None):
+            kw = dict(decoder=decoder, sentinel=sentinel, event_id=event_id, data_required=True)
+            upstream = _outcome_of(lambda: eventstreaming._parse_event(raw=bytearray(block), **kw))
+            fast = _outcome_of(lambda: fastpath.parse_event(bytearray(block), decoder, sentinel, event_id, True,
+                                                            eventstreaming._parse_event))
+            assert fast == upstream, (name, sentinel)
+
+
+def test_common_events_reach_the_decoder_parsed_once() -> None:
+    from mistralai.client.utils import eventstreaming
+
+    seen: List[Any] = []
+    value, discard, _ = fastpath.parse_event(bytearray(b'event: e\ndata: {"a": [1, 2]}'), lambda raw: seen.append(raw) or 1,
+                                             None, "7", True, eventstreaming._parse_event)
+    assert value == 1 and not discard
+    assert type(seen[0]) is fastpath.EventJSON
+    assert seen[0].value == {"id": "7", "event": "e", "data": {"a": [1, 2]}} == json.loads(seen[0])
+
+
+def test_none_is_validated_once_per_type() -> None:
+    from mistralai.client import models, utils
+
+    fastpath.clear()
+    calls: List[int] = []
+    typ = typing.Optional[models.ResponseFormat]
+    for _ in range(3):
+        assert fastpath.validated_none(typ, lambda: calls.append(1)) is None
+    assert calls == [1]
+    assert utils.get_pydantic_model(None, typ) is None
+    with pytest.raises(Exception):  # a type that does not take None fails every time, as upstream
+        utils.get_pydantic_model(None, models.ResponseFormat)
+    with pytest.raises(Exception):
+        utils.get_pydantic_model(None, models.ResponseFormat)
+
+
+def test_unset_is_hashable_and_never_copied() -> None:
+    import copy
+
+    from mistralai.client.types.basemodel import UNSET, Unset
+
+    assert hash(UNSET) == hash(Unset()) and UNSET == Unset()
+    assert copy.deepcopy(UNSET) is UNSET
+    from mistralai.client import models
+
+    delta = models.DeltaMessage.model_validate({"content": "x"})
+    assert delta.role is UNSET
