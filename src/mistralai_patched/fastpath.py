@@ -98,8 +98,32 @@ class _BoundedCache:
             self.hits = self.misses = self.uncacheable = 0
 
 
+class _ByIdentity:
+    """Values remembered by the identity of a type object, under a name. Hashing a typing
+    construct walks all its arguments on every call, and the same type object is usually passed
+    again, so a lookup by ``id`` is the fast way in. Each entry holds its type, so that the id
+    cannot be reused while the entry exists; the table is emptied when it reaches
+    :data:`MAX_ENTRIES`. Not locked: a race loses an entry or stores it twice, both harmless."""
+
+    def __init__(self) -> None:
+        self._data: Dict[Tuple[str, int], Tuple[Any, Any]] = {}
+
+    def get(self, name: str, typ: Any) -> Any:
+        """The value remembered for ``(name, typ)``, or None."""
+        hit = self._data.get((name, id(typ)))
+        return hit[1] if hit is not None and hit[0] is typ else None
+
+    def put(self, name: str, typ: Any, value: Any) -> None:
+        if len(self._data) >= MAX_ENTRIES:
+            self._data.clear()
+        self._data[(name, id(typ))] = (typ, value)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+
 _MODELS = _BoundedCache()
-_MODELS_BY_ID: Dict[Tuple[str, int], Tuple[Any, type]] = {}
+_BY_IDENTITY = _ByIdentity()
 _HINTS = _BoundedCache()
 
 
@@ -116,17 +140,12 @@ def cached_model(name: str, typ: Any, build: Callable[[], type]) -> type:
     Returns:
         The model class. Callers must treat it as immutable (upstream's code does).
     """
-    hit = _MODELS_BY_ID.get((name, id(typ)))
-    if hit is not None and hit[0] is typ:
-        return hit[1]
+    hit = _BY_IDENTITY.get(name, typ)
+    if hit is not None:
+        return hit
     model, cached = _MODELS.get_or_build((name, typ), build)
-    if cached:
-        # Hashing a typing construct walks all its arguments on every call; the same type object
-        # is usually passed again, so remember it by identity too (holding it, so that its id
-        # cannot be reused while the entry exists).
-        if len(_MODELS_BY_ID) >= MAX_ENTRIES:
-            _MODELS_BY_ID.clear()
-        _MODELS_BY_ID[(name, id(typ))] = (typ, model)
+    if cached:  # the equal-type entry is also remembered by identity (see _ByIdentity)
+        _BY_IDENTITY.put(name, typ, model)
     return model
 
 
@@ -152,29 +171,24 @@ def cached_type_hints(
     return dict(_HINTS.get_or_build(key, lambda: typing.get_type_hints(obj, include_extras=include_extras))[0])
 
 
-_NONE_VALID: Dict[int, Any] = {}
-
-
 def validated_none(typ: Any, validate: Callable[[], Any]) -> Any:
     """``validate()`` (upstream's ``unmarshal(None, typ)``) the first time; None at once afterwards
     for a ``typ`` whose validation gave None back.
 
     A type's validation of None does not depend on anything but the type, so its outcome is
     remembered: only when it returned None (a value it returns otherwise, and an error, are
-    produced by ``validate()`` every time, as upstream). Keyed by the type object's identity,
-    holding it, at most :data:`MAX_ENTRIES` types.
+    produced by ``validate()`` every time, as upstream). Keyed by the type object's identity
+    (``_ByIdentity``, shared with :func:`cached_model`).
 
     Raises:
         Whatever ``validate()`` raises (pydantic's ``ValidationError`` for a type that does not
         accept None).
     """
-    if _NONE_VALID.get(id(typ)) is typ:
+    if _BY_IDENTITY.get("validated None", typ) is True:
         return None
     value = validate()
     if value is None:
-        if len(_NONE_VALID) >= MAX_ENTRIES:
-            _NONE_VALID.clear()
-        _NONE_VALID[id(typ)] = typ
+        _BY_IDENTITY.put("validated None", typ, True)
     return value
 
 
@@ -306,6 +320,5 @@ def cache_info() -> Dict[str, Dict[str, int]]:
 def clear() -> None:
     """Empty both caches (tests, or after redefining classes at runtime)."""
     _MODELS.clear()
-    _MODELS_BY_ID.clear()
+    _BY_IDENTITY.clear()
     _HINTS.clear()
-    _NONE_VALID.clear()
