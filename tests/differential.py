@@ -23,6 +23,7 @@ same value, which is what the decoder's contract is.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import datetime
 import enum
 import importlib
@@ -242,9 +243,9 @@ def sample(tp: Any, depth: int = 0) -> Any:
                 continue
             return candidate
         return candidates[0] if candidates else None
-    if origin in (list, List, typing.Sequence, set, frozenset, tuple):
+    if origin in (list, collections.abc.Sequence, set, frozenset, tuple):
         return [sample(args[0], depth + 1)] if args else []
-    if origin in (dict, Dict, typing.Mapping):
+    if origin in (dict, collections.abc.Mapping):
         return {"k": sample(args[1], depth + 1)} if len(args) == 2 else {}
     if isinstance(tp, type):
         if hasattr(tp, "model_fields"):
