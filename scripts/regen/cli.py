@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sys
+import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from .build import Interrupted, is_fresh, regenerate
 from .errors import RegenError
 from .paths import DEFAULT_OUT, UPSTREAM_ENV
+from .survey import DEFAULT_FROM, Surveyed, describe, survey
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -42,7 +45,38 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument(
         "--check", action="store_true", help="only report whether src/mistralai is up to date (exit 1 if stale)"
     )
+    survey = parser.add_argument_group("survey of upstream releases")
+    survey.add_argument(
+        "--survey",
+        action="store_true",
+        help="try every final upstream release on the index (from --from on) against its line's "
+        "templates and lock; report which build and every difference of the others; writes nothing",
+    )
+    survey.add_argument(
+        "--from",
+        dest="start",
+        default=DEFAULT_FROM,
+        metavar="VERSION",
+        help=f"the oldest release to survey (default {DEFAULT_FROM})",
+    )
+    survey.add_argument("--json", action="store_true", help="print the survey as a JSON list")
+    survey.add_argument("--diffs", action="store_true", help="with each difference, its diff and what to do")
+    parser.add_argument(
+        "--index-url",
+        metavar="URL",
+        help="simple API of the index to list releases on (default: $PIP_INDEX_URL, else PyPI)",
+    )
+    parser.add_argument(
+        "--update-pin",
+        action="store_true",
+        help="with --upstream VERSION (a release not pinned yet): move the line VERSION belongs to onto "
+        "it, when every unit we replace or rely on is unchanged; writes gen.yaml and the lock",
+    )
     args = parser.parse_args(argv)
+    if args.survey:
+        return _survey(args)
+    if args.update_pin:
+        return _update_pin(args)
     if args.check:
         try:
             fresh = is_fresh(args.upstream)
@@ -71,4 +105,55 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     for path in sorted(result.rendered_hashes):
         print(f"  rendered {path}")
+    return 0
+
+
+def _survey(args: Any) -> int:
+    """``--survey``: 0 when every release was surveyed (building or not), 1 when some could not
+    be fetched, 2 on an error before any result (the index cannot be listed)."""
+    started = time.monotonic()
+
+    def shown(result: Surveyed) -> None:
+        if not args.json:
+            print(describe(result, args.diffs), flush=True)
+
+    try:
+        results = survey(args.start, index=args.index_url, progress=shown)
+    except RegenError as exc:
+        print(f"regenerate: error: {exc}", file=sys.stderr)
+        return 2
+    except Interrupted as exc:
+        print(f"regenerate: {exc}; the survey's temporary files were removed", file=sys.stderr)
+        return 128 + exc.signum
+    if args.json:
+        print(json.dumps([r.as_json() for r in results], indent=2))
+    else:
+        building = [r.version for r in results if r.builds]
+        print(
+            f"\n{len(results)} releases from {results[0].version} to {results[-1].version} in "
+            f"{time.monotonic() - started:.0f} s; {len(building)} build: {', '.join(building) or 'none'}"
+        )
+    unsurveyed = any(d.kind == "not surveyed" for r in results for d in r.differences)
+    return 1 if unsurveyed else 0
+
+
+def _update_pin(args: Any) -> int:
+    from .pin import update_pin
+
+    if not args.upstream:
+        print(
+            "regenerate: error: --update-pin needs --upstream VERSION (the upstream release to move "
+            "its line onto). Nothing was written.",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        said = update_pin(args.upstream, index=args.index_url)
+    except RegenError as exc:
+        print(f"regenerate: error: {exc}", file=sys.stderr)
+        return 2
+    except Interrupted as exc:
+        print(f"regenerate: {exc}; gen.yaml, the lock and src/mistralai were left as they were", file=sys.stderr)
+        return 128 + exc.signum
+    print(said)
     return 0
