@@ -229,3 +229,81 @@ def test_version_reporting_is_consistent() -> None:
     if info["variant"] == "patched":
         with pytest.raises(md.PackageNotFoundError):
             md.version("mistralai")  # instrumentations keyed on `mistralai` need the drop-in (README)
+
+
+PATCHED_WHEEL = os.environ.get("MISTRALAI_PATCHED_WHEEL")
+
+
+def _site_packages(venv: Path) -> Path:
+    found = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                           capture_output=True, text=True, check=True)
+    return Path(found.stdout.strip())
+
+
+def _tree(site: Path) -> Dict[str, bytes]:
+    return {p.relative_to(site).as_posix(): p.read_bytes()
+            for top in ("mistralai", "mistralai_patched") for p in sorted((site / top).rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts}
+
+
+@pytest.mark.skipif(not PATCHED_WHEEL, reason="MISTRALAI_PATCHED_WHEEL not set (python -m build)")
+def test_drop_in_command_from_a_plain_install(tmp_path: Path) -> None:
+    """`mistralai-patched drop-in` in a venv where the wheel was installed with --no-deps (stdlib
+    only, offline) writes the drop-in wheel; installed in a fresh venv it is the same tree byte for
+    byte (the build record names the drop-in), and `check` is green. It equals scripts/build-drop-in's
+    wheel, and it refuses an install whose files were overwritten."""
+    assert PATCHED_WHEEL is not None
+    pip = ["-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    source = tmp_path / "source"
+    subprocess.run([sys.executable, "-m", "venv", str(source)], check=True)
+    subprocess.run([str(source / "bin" / "python"), *pip, "--no-deps", PATCHED_WHEEL], check=True)
+    made = subprocess.run([str(source / "bin" / "mistralai-patched"), "drop-in", "--out", str(tmp_path / "w")],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PIP_NO_INDEX": "1"})
+    assert made.returncode == 0, made.stderr
+    wheel = Path(made.stdout.strip())
+    config = regen.load_config().lines[build_info()["line"]]
+    assert wheel.name == f"{config.drop_in_name}-{config.drop_in_version}-py3-none-any.whl"
+    again = subprocess.run([str(source / "bin" / "mistralai-patched"), "drop-in", "--out", str(tmp_path / "w2")],
+                           capture_output=True, text=True, timeout=120)
+    assert Path(again.stdout.strip()).read_bytes() == wheel.read_bytes(), "the same install gives the same bytes"
+    if DROP_IN_WHEEL:
+        with zipfile.ZipFile(wheel) as ours, zipfile.ZipFile(DROP_IN_WHEEL) as built:
+            assert sorted(ours.namelist()) == sorted(built.namelist())
+            differ = [n for n in ours.namelist() if ours.read(n) != built.read(n)]
+            assert all(n.endswith((".dist-info/RECORD", ".dist-info/WHEEL")) for n in differ), differ
+
+    target = tmp_path / "target"
+    subprocess.run([sys.executable, "-m", "venv", str(target)], check=True)
+    subprocess.run([str(target / "bin" / "python"), *pip, str(wheel)], check=True, timeout=600)
+    before, after = _tree(_site_packages(source)), _tree(_site_packages(target))
+    info_path = "mistralai_patched/_build_info.json"
+    assert {p: b for p, b in after.items() if p != info_path} == {p: b for p, b in before.items() if p != info_path}
+    info = json.loads(after[info_path])
+    assert (info["distribution"], info["variant"], info["version"]) == (config.drop_in_name, "drop-in",
+                                                                         config.drop_in_version)
+    assert {k: v for k, v in info.items() if k not in ("distribution", "variant", "version")} == \
+        {k: v for k, v in json.loads(before[info_path]).items() if k not in ("distribution", "variant", "version")}
+    check = subprocess.run([str(target / "bin" / "mistralai-patched"), "check"], capture_output=True, text=True,
+                           timeout=120, cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"{config.drop_in_name} {config.drop_in_version}" in check.stdout
+
+    basesdk = _site_packages(source) / "mistralai" / "client" / "basesdk.py"
+    basesdk.write_bytes(basesdk.read_bytes() + b"\n# overwritten\n")
+    refused = subprocess.run([str(source / "bin" / "mistralai-patched"), "drop-in", "--out", str(tmp_path / "w3")],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "mistralai/client/basesdk.py" in refused.stderr
+    assert "--force-reinstall" in refused.stderr
+    assert not (tmp_path / "w3").exists() or not list((tmp_path / "w3").iterdir())
+
+
+def test_drop_in_command_refuses_an_editable_install(tmp_path: Path) -> None:
+    """Where the running copy is not an install with its files in RECORD (this editable dev
+    install), the command says how to build one instead, and writes nothing."""
+    dist = md.distribution(build_info()["distribution"])
+    if any(str(f).startswith("mistralai_patched/") for f in dist.files or []):
+        pytest.skip("mistralai_patched is installed from a wheel here; test_drop_in_command_from_a_plain_install covers it")
+    proc = subprocess.run([sys.executable, "-m", "mistralai_patched", "drop-in", "--out", str(tmp_path / "w")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "editable" in proc.stderr and "scripts/build-drop-in" in proc.stderr
+    assert not (tmp_path / "w").exists() or not list((tmp_path / "w").iterdir())
