@@ -206,3 +206,29 @@ def test_a_target_that_now_equals_the_main_clients_points_at_the_feature_switche
     assert "give mistralai.azure.client the switches of mistralai.client" in azure.detail
     assert "lines.2.x.features" in azure.detail
     assert "switches" not in by_where["mistralai.client/utils/retries.py"].detail
+
+
+def test_html_simple_api_listing() -> None:
+    """An index that only speaks PEP 503 HTML: sha256 from the link fragment; yanked files, wheels,
+    pre-releases and files without a sha256 are left out."""
+    from regen.index import _html_files
+
+    page = """<html><body>
+    <a href="../../files/mistralai-3.7.0.tar.gz#sha256=%s">mistralai-3.7.0.tar.gz</a>
+    <a href="https://files.example/mistralai-3.6.0.tar.gz#sha256=%s" data-yanked="">mistralai-3.6.0.tar.gz</a>
+    <a href="/f/mistralai-3.7.0-py3-none-any.whl#sha256=%s">mistralai-3.7.0-py3-none-any.whl</a>
+    <a href="/f/mistralai-3.8.0rc1.tar.gz#sha256=%s">mistralai-3.8.0rc1.tar.gz</a>
+    <a href="/f/mistralai-3.5.0.tar.gz">mistralai-3.5.0.tar.gz</a>
+    </body></html>""" % ("a" * 64, "b" * 64, "c" * 64, "d" * 64)
+    files = _html_files(page, "https://index.example/simple/mistralai/")
+    assert files[0] == ("mistralai-3.7.0.tar.gz", "https://index.example/files/mistralai-3.7.0.tar.gz", "a" * 64, False)
+    assert files[1][3] is True and files[4][2] == ""
+
+
+def test_update_pin_needs_a_release_number(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "regenerate"), "--update-pin", "--upstream", "3.x"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "not a final release number" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "regenerate"), "--update-pin"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "needs --upstream VERSION" in proc.stderr

@@ -46,7 +46,10 @@ def version_key(version: str) -> Tuple[int, ...]:
     """
     found = FINAL_VERSION.match(version)
     if not found:
-        raise RegenError(f"{version!r} is not a final release number X.Y.Z (pre-releases are not surveyed).")
+        raise RegenError(
+            f"{version!r} is not a final release number X.Y.Z (pre-releases and line names are not "
+            "accepted here). Nothing was written."
+        )
     return tuple(int(part) for part in found.groups())
 
 
