@@ -6,12 +6,14 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional, Tuple, TypeVar
 
 from .build import Interrupted, is_fresh, regenerate
 from .errors import RegenError
 from .paths import DEFAULT_OUT, UPSTREAM_ENV
 from .survey import DEFAULT_FROM, Surveyed, describe, survey
+
+T = TypeVar("T")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -85,18 +87,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 2
         print("src/mistralai is up to date" if fresh else "src/mistralai is missing or stale")
         return 0 if fresh else 1
-    try:
-        result = regenerate(args.out, pristine=args.pristine, accept=args.accept_upstream, upstream=args.upstream)
-    except RegenError as exc:
-        print(f"regenerate: error: {exc}", file=sys.stderr)
-        return 2
-    except Interrupted as exc:
-        print(
-            f"regenerate: {exc}; the temporary files were removed and {args.out} was left as it was "
-            "(or, when the signal came during the final swap, replaced whole)",
-            file=sys.stderr,
-        )
-        return 128 + exc.signum
+    result, status = _attempt(
+        lambda: regenerate(args.out, pristine=args.pristine, accept=args.accept_upstream, upstream=args.upstream),
+        f"the temporary files were removed and {args.out} was left as it was "
+        "(or, when the signal came during the final swap, replaced whole)",
+    )
+    if result is None:
+        return status
     kind = "pristine upstream" if args.pristine else "patched"
     line = result.line
     print(
@@ -108,6 +105,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
+def _attempt(call: Callable[[], T], after_signal: str) -> Tuple[Optional[T], int]:
+    """``(what call returns, 0)``, or ``(None, exit status)`` with the message printed: 2 for a
+    RegenError, 128 + the signal for an interruption (``after_signal`` says what was left)."""
+    try:
+        return call(), 0
+    except RegenError as exc:
+        print(f"regenerate: error: {exc}", file=sys.stderr)
+        return None, 2
+    except Interrupted as exc:
+        print(f"regenerate: {exc}; {after_signal}", file=sys.stderr)
+        return None, 128 + exc.signum
+
+
 def _survey(args: Any) -> int:
     """``--survey``: 0 when every release was surveyed (building or not), 1 when some could not
     be fetched, 2 on an error before any result (the index cannot be listed)."""
@@ -117,14 +127,11 @@ def _survey(args: Any) -> int:
         if not args.json:
             print(describe(result, args.diffs), flush=True)
 
-    try:
-        results = survey(args.start, index=args.index_url, progress=shown)
-    except RegenError as exc:
-        print(f"regenerate: error: {exc}", file=sys.stderr)
-        return 2
-    except Interrupted as exc:
-        print(f"regenerate: {exc}; the survey's temporary files were removed", file=sys.stderr)
-        return 128 + exc.signum
+    results, status = _attempt(
+        lambda: survey(args.start, index=args.index_url, progress=shown), "the survey's temporary files were removed"
+    )
+    if results is None:
+        return status
     if args.json:
         print(json.dumps([r.as_json() for r in results], indent=2))
     else:
@@ -147,13 +154,11 @@ def _update_pin(args: Any) -> int:
             file=sys.stderr,
         )
         return 2
-    try:
-        said = update_pin(args.upstream, index=args.index_url)
-    except RegenError as exc:
-        print(f"regenerate: error: {exc}", file=sys.stderr)
-        return 2
-    except Interrupted as exc:
-        print(f"regenerate: {exc}; gen.yaml, the lock and src/mistralai were left as they were", file=sys.stderr)
-        return 128 + exc.signum
+    said, status = _attempt(
+        lambda: update_pin(args.upstream, index=args.index_url),
+        "gen.yaml, the lock and src/mistralai were left as they were",
+    )
+    if said is None:
+        return status
     print(said)
     return 0
