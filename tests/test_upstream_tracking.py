@@ -232,3 +232,32 @@ def test_update_pin_needs_a_release_number(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "regenerate"), "--update-pin"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "needs --upstream VERSION" in proc.stderr
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_interrupted_survey_leaves_nothing_behind(index: str, cache: Path, tmp_path: Path, signame: str) -> None:
+    """A signal while the survey has sdists extracted: its temporary directory is removed, the
+    exit status is 128 + the signal, and the message says so (no traceback)."""
+    import signal
+    import time
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch))
+    for attempt in range(5):
+        proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "regenerate"), "--survey", "--from",
+                                 LINE.upstream_version, "--index-url", index], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not list(scratch.glob("mistralai-patched-survey-*/sdist-*")) and proc.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.002)
+        proc.send_signal(getattr(signal, signame))
+        _, err = proc.communicate(timeout=60)
+        assert list(scratch.iterdir()) == [], list(scratch.iterdir())
+        if proc.returncode == 0:
+            continue  # finished before the signal
+        assert proc.returncode == 128 + getattr(signal, signame), err
+        assert "Traceback" not in err and "temporary files were removed" in err
+        return
+    pytest.fail("the survey finished before the signal in 5 tries")
