@@ -140,9 +140,12 @@ def _copies(tmp_path: Path) -> tuple:
     return config, lock
 
 
+@pytest.mark.parametrize("selector", ["name", "pin"])
 def test_update_pin_moves_the_line_in_one_command(index: str, cache: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(regen.UPSTREAM_ENV, LINE.name)
+                                                  monkeypatch: pytest.MonkeyPatch, selector: str) -> None:
+    """Also when the line is selected by the very pin being moved (MISTRALAI_PATCHED_UPSTREAM=X.Y.Z):
+    the tree is rebuilt, and the message says to update the variable."""
+    monkeypatch.setenv(regen.UPSTREAM_ENV, LINE.name if selector == "name" else LINE.upstream_version)
     config, lock = _copies(tmp_path)
     out = tmp_path / "out" / "mistralai"
     said = update_pin(SAME, index=index, config_path=config, lock_path=lock, out=out)
@@ -156,6 +159,7 @@ def test_update_pin_moves_the_line_in_one_command(index: str, cache: Path, tmp_p
     assert entry.upstream["version"] == SAME and entry.upstream["sdist_sha256"] == moved.sdist_sha256
     assert (out / "client" / "basesdk.py").is_file(), "the line's tree was regenerated"
     assert "git commit" in said and f"{LINE.name}" in said
+    assert (f"{regen.UPSTREAM_ENV} names the old pin" in said) == (selector == "pin")
     regen.regenerate(tmp_path / "again" / "mistralai", config_path=config, lock_path=lock, upstream=LINE.name)
 
 

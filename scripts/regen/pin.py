@@ -80,6 +80,7 @@ def update_pin(
         if line.upstream_version == version:
             raise RegenError(f"Line {line.name} already pins {line.upstream_name} {version}: nothing to update.")
     line = line_for(config, version)
+    holds_line = select_line(None, config_path).name == line.name  # does `out` hold this line's build?
     if version_key(version) < version_key(line.upstream_version):
         raise RegenError(
             f"{version} is older than line {line.name}'s pin {line.upstream_version}; --update-pin moves a "
@@ -108,11 +109,9 @@ def update_pin(
             with _uninterrupted():
                 _replace(new_yaml, config_path)
                 _replace(new_lock, lock_path)
-        rebuilt = False
-        if select_line(None, config_path).name == line.name:
+        if holds_line:
             regenerate(out, config_path=config_path, lock_path=lock_path, upstream=line.name)
-            rebuilt = True
-    return _said(line, moved, release.sha256, config_path, lock_path, out if rebuilt else None)
+    return _said(line, moved, release.sha256, config_path, lock_path, out if holds_line else None)
 
 
 def _replace(staged: Path, target: Path) -> None:
@@ -139,6 +138,11 @@ def _said(old: Line, new: Line, sha256: str, config_path: Path, lock_path: Path,
         f"  git add {config_path.name} .speakeasy/{lock_path.name} CHANGELOG.md && "
         f"git commit -m 'Line {old.name}: upstream {old.upstream_name} {new.upstream_version}'",
     ]
+    if os.environ.get(paths.UPSTREAM_ENV, "").strip() == old.upstream_version:
+        lines.append(
+            f"{paths.UPSTREAM_ENV} names the old pin {old.upstream_version}: set it to "
+            f"{new.upstream_version} or to the line's name, {old.name}."
+        )
     if mentions:
         lines.append(
             f"Files that still name {old.upstream_version} (versions in prose, CI checks): " + ", ".join(mentions)
