@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from .errors import RegenError
-from .sdist import _sha256_file, cache_dir, pip_environment
+from .sdist import cache_dir, cached_sdist, pip_environment
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 TIMEOUT_S = 60.0
@@ -149,11 +149,10 @@ def fetch_release(release: Release) -> Path:
         RegenError: the download failed or took over 60 s without data, the sha256 differs from
             the index's, or ``MISTRALAI_PATCHED_OFFLINE`` is set and the file is not cached.
     """
+    found = cached_sdist(release.filename, release.sha256, release.filename)
+    if found is not None:
+        return found
     cached = cache_dir() / release.filename
-    if cached.is_file() and _sha256_file(cached) == release.sha256:
-        return cached
-    if os.environ.get("MISTRALAI_PATCHED_OFFLINE"):
-        raise RegenError(f"MISTRALAI_PATCHED_OFFLINE is set and {cached} is not cached.")
     cached.parent.mkdir(parents=True, exist_ok=True)
     part = cached.with_name(f"{cached.name}.{os.getpid()}.part")
     digest = hashlib.sha256()

@@ -87,6 +87,25 @@ def _download_remedy(name: str, version: str, sha256: Optional[str], cached: Pat
     )
 
 
+def cached_sdist(filename: str, sha256: Optional[str], release: str) -> Optional[Path]:
+    """The sdist ``filename`` from the cache (:func:`cache_dir`) when it is there and its sha256 is
+    ``sha256`` (any, when None); None when it has to be downloaded.
+
+    Raises:
+        RegenError: ``MISTRALAI_PATCHED_OFFLINE`` is set and it is not cached (``release`` names
+            it in the message, e.g. ``mistralai==3.7.0``).
+    """
+    cached = cache_dir() / filename
+    if cached.is_file() and (sha256 is None or _sha256_file(cached) == sha256):
+        return cached
+    if os.environ.get("MISTRALAI_PATCHED_OFFLINE"):
+        raise RegenError(
+            f"MISTRALAI_PATCHED_OFFLINE is set and {cached} is not cached, so the upstream sdist "
+            f"{release} cannot be fetched. Unset it, or place the verified sdist there."
+        )
+    return None
+
+
 def fetch_sdist(name: str, version: str, sha256: Optional[str]) -> Path:
     """Return the path of the verified upstream sdist, downloading it with pip if not cached.
 
@@ -104,14 +123,10 @@ def fetch_sdist(name: str, version: str, sha256: Optional[str]) -> Path:
     cdir = cache_dir()
     fname = f"{name}-{version}.tar.gz"
     cached = cdir / fname
-    if cached.is_file() and (sha256 is None or _sha256_file(cached) == sha256):
-        return cached
+    found = cached_sdist(fname, sha256, f"{name}=={version}")
+    if found is not None:
+        return found
     remedy = _download_remedy(name, version, sha256, cached)
-    if os.environ.get("MISTRALAI_PATCHED_OFFLINE"):
-        raise RegenError(
-            f"MISTRALAI_PATCHED_OFFLINE is set and {cached} is not cached, so the upstream sdist "
-            f"{name}=={version} cannot be fetched. Unset it, or place the verified sdist there."
-        )
     import importlib.util
 
     if importlib.util.find_spec("pip") is None:
