@@ -3,13 +3,12 @@ line it belongs to, and report for each whether it builds, or every difference t
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from . import paths
 from .build import Difference, UpstreamDiffers, _interruptible, _LockedUpstream, build_tree, report
@@ -113,22 +112,18 @@ def survey(
     first = version_key(start)
     name = next(iter(config.lines.values())).upstream_name
     with _interruptible():
-        releases = [r for r in list_releases(name, index) if r.key >= first]
+        listed = list_releases(name, index)
+        releases = [r for r in listed if r.key >= first]
         if not releases:
             raise RegenError(f"The index lists no final release of {name} from {start} on. Nothing was surveyed.")
-        by_version = {r.version: r for r in releases}
-        locked_versions = {
-            line.name: lock.line(line).upstream.get("version") or line.upstream_version
-            for line in config.lines.values()
-        }
-        for line in config.lines.values():  # the locked releases, for the diffs, even when older than start
-            if locked_versions[line.name] not in by_version:
-                by_version.update(
-                    {r.version: r for r in list_releases(name, index) if r.version == locked_versions[line.name]}
-                )
+        locked_versions = [
+            lock.line(line).upstream.get("version") or line.upstream_version for line in config.lines.values()
+        ]
         found: List[Surveyed] = []
-        with _scratch() as scratch:
-            sdists = _Sdists(scratch, by_version, list(locked_versions.values()))
+        with tempfile.TemporaryDirectory(prefix="mistralai-patched-survey-") as tmp:
+            scratch = Path(tmp)
+            # Every listed release can be extracted: the locked ones (for the diffs) may be older than start.
+            sdists = _Sdists(scratch, {r.version: r for r in listed}, locked_versions)
             locked = {
                 line.name: _LockedUpstream(line, lock.line(line), scratch / f"locked-{line.name}", sdists.root)
                 for line in config.lines.values()
@@ -141,12 +136,6 @@ def survey(
                 if progress is not None:
                     progress(result)
         return found
-
-
-@contextlib.contextmanager
-def _scratch() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="mistralai-patched-survey-") as tmp:
-        yield Path(tmp)
 
 
 def _survey_one(
