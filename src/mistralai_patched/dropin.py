@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from . import build_info
+from .check import _record_hex
 
 BUILD_INFO = "mistralai_patched/_build_info.json"
 # Files of an installed .dist-info that the installer wrote, or that the wheel gets anew.
@@ -73,8 +74,7 @@ def installed_files(dist: md.Distribution) -> Tuple[Dict[str, bytes], Dict[str, 
             if name not in INSTALLER_FILES:
                 meta[name] = data
             continue
-        expected = f"{entry.hash.mode}={entry.hash.value}" if entry.hash else None
-        if expected != _record_hash(data):
+        if _record_hex(entry) != hashlib.sha256(data).hexdigest():
             changed.append(path)
             continue
         package[path] = data
@@ -139,14 +139,15 @@ def build_drop_in(out: Path) -> Path:
     name, version = drop_in["name"], drop_in["version"]
     record = dict(info, distribution=name, variant="drop-in", version=version)
     package[BUILD_INFO] = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8")
-    dist_info = f"{re.sub(r'[-_.]+', '_', name)}-{version}.dist-info"
+    stem = f"{re.sub(r'[-_.]+', '_', name)}-{version}"  # the wheel's name and its .dist-info
+    dist_info = f"{stem}.dist-info"
     meta["METADATA"] = drop_in_metadata((dist.read_text("METADATA") or "").encode("utf-8"), name, version)
     meta["WHEEL"] = (
         f"Wheel-Version: 1.0\nGenerator: mistralai-patched drop-in ({info.get('version')})\n"
         "Root-Is-Purelib: true\nTag: py3-none-any\n"
     ).encode()
     entries = sorted(package.items()) + sorted((f"{dist_info}/{k}", v) for k, v in meta.items())
-    wheel_name = f"{re.sub(r'[-_.]+', '_', name)}-{version}-py3-none-any.whl"
+    wheel_name = f"{stem}-py3-none-any.whl"
     out.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{wheel_name}.", dir=out)
     os.close(fd)
