@@ -152,10 +152,9 @@ def unmet_requirements(venv: Venv) -> List[str]:
 def test_recipe_a_pip_with_the_drop_in_wheel(tmp_path: Path) -> None:
     links = tmp_path / "wheels"
     # 0. The drop-in wheel, made as the README says: by a throwaway install of mistralai-patched.
-    maker = tmp_path / "make-drop-in"
-    run([_python(), "-m", "venv", str(maker)])
-    run([str(maker / "bin" / "pip"), "install", "-q", "--no-deps", PATCHED_WHEEL or ""])
-    run([str(maker / "bin" / "mistralai-patched"), "drop-in", "--out", str(links)])
+    maker = Venv(tmp_path / "make-drop-in", _python())
+    maker.pip("--no-deps", PATCHED_WHEEL or "")
+    run([str(maker.path / "bin" / "mistralai-patched"), "drop-in", "--out", str(links)])
     assert [p.name for p in links.iterdir()] == [Path(DROP_IN_WHEEL or "").name]
     drop_in = _drop_in_version()
     venv = Venv(tmp_path / "venv", _python())
