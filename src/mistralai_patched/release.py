@@ -21,6 +21,7 @@ a line generated for httpx and the other way round.
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import os
 import select
@@ -642,11 +643,22 @@ release that accepts a new type fails the tests instead of having its bodies cut
 
 
 def _media_type(response: httpx.Response) -> str:
+    # A server sends the same few values: each short one is parsed once (at most 64 kept).
+    content_type = response.headers.get("content-type", "")
+    if len(content_type) > 200:
+        return _parse_media_type(content_type)
+    return _cached_media_type(content_type)
+
+
+def _parse_media_type(content_type: str) -> str:
     # As upstream's utils.match_content_type parses it (email.message; "text/plain" when absent
     # or malformed).
     message = Message()
-    message["content-type"] = response.headers.get("content-type", "")
+    message["content-type"] = content_type
     return message.get_content_type()
+
+
+_cached_media_type = functools.lru_cache(maxsize=64)(_parse_media_type)
 
 
 def success_body(response: httpx.Response) -> bool:
