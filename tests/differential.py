@@ -285,6 +285,46 @@ def event_type_streams(model_cls: Any) -> Dict[str, bytes]:
     return bodies
 
 
+SENT_OPERATIONS = {
+    # operation → call on a client (an AttributeError where a line lacks the operation).
+    "chat-null-temperature": lambda sdk: sdk.chat.complete(
+        model="m", messages=[{"role": "user", "content": "hi"}], temperature=None, http_headers={"X-Extra": "1"}),
+    "chat-unset-twice": lambda sdk: [sdk.chat.complete(model="m", messages=[{"role": "user", "content": "hi"}])
+                                     for _ in range(2)][-1],
+    "chat-server-url-with-query": lambda sdk: sdk.chat.complete(
+        model="m", messages=[{"role": "user", "content": "hi"}], server_url="http://loopback/base?tenant=a&x=%20"),
+    "stream-stop-list": lambda sdk: list(sdk.chat.stream(
+        model="m", messages=[{"role": "user", "content": "hi"}], stop=["a"], max_tokens=3)),
+    "models-list": lambda sdk: sdk.models.list(),
+    "agent-path-and-query": lambda sdk: sdk.beta.agents.get(agent_id="ag 1/x", agent_version=2),
+    "workflow-events-header": lambda sdk: list(sdk.workflows.events.get_stream_events(last_event_id="7", start_seq=3)),
+}
+
+
+def sent_requests() -> Dict[str, Any]:
+    """What the main client sends for operations with a body (explicit nulls, left-out optional
+    arguments, twice), a server URL carrying a query, path, query and header parameters: method,
+    URL, headers and body of every request, and what the call gave (the mock answers 200 with a
+    completion, or an empty event stream)."""
+    from mistralai.client import Mistral
+
+    seen: List[Any] = []
+
+    def answer(request: Any) -> Any:
+        seen.append([request.method, str(request.url), sorted(request.headers.multi_items()), request.content.decode()])
+        if "text/event-stream" in request.headers.get("accept", ""):
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=b"data: [DONE]\n\n")
+        return httpx.Response(200, json=COMPLETION)
+
+    sdk = Mistral(api_key="key", client=httpx.Client(transport=httpx.MockTransport(answer)))
+    results: Dict[str, Any] = {}
+    for name, call in SENT_OPERATIONS.items():
+        del seen[:]
+        outcome = _outcome(lambda: call(sdk))  # AttributeError where a line lacks the operation
+        results[f"mistral/sent/{name}"] = {"outcome": outcome, "requests": list(seen)}
+    return results
+
+
 def evaluate() -> Dict[str, Any]:
     results: Dict[str, Any] = {}
     for target in TARGETS:
@@ -345,6 +385,7 @@ def evaluate() -> Dict[str, Any]:
         sentinel = "[DONE]" if model == "CompletionEvent" else None
         for member, body in event_type_streams(model_cls).items():
             results[f"mistral/sse-event-type/{model}/{member}"] = _sse_cases("mistral", model, body, sentinel, required)
+    results.update(sent_requests())
     utils = importlib.import_module("mistralai.client.utils")
     list_request = mistral_models.ListModelsV1ModelsGetRequest() if hasattr(mistral_models, "ListModelsV1ModelsGetRequest") else None
     if list_request is not None:

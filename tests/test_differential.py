@@ -171,20 +171,41 @@ def test_common_events_reach_the_decoder_parsed_once() -> None:
     assert seen[0].value == {"id": "7", "event": "e", "data": {"a": [1, 2]}} == json.loads(seen[0])
 
 
-def test_none_is_validated_once_per_type() -> None:
+def test_none_and_unset_are_validated_once_per_type() -> None:
     from mistralai.client import models, utils
+    from mistralai.client.types import UNSET, OptionalNullable
 
     fastpath.clear()
-    calls: List[int] = []
     typ = typing.Optional[models.ResponseFormat]
-    for _ in range(3):
-        assert fastpath.validated_none(typ, lambda: calls.append(1)) is None
-    assert calls == [1]
+    assert not fastpath.validates_to_itself(typ, None)
     assert utils.get_pydantic_model(None, typ) is None
-    with pytest.raises(Exception):  # a type that does not take None fails every time, as upstream
-        utils.get_pydantic_model(None, models.ResponseFormat)
-    with pytest.raises(Exception):
-        utils.get_pydantic_model(None, models.ResponseFormat)
+    assert fastpath.validates_to_itself(typ, None) and not fastpath.validates_to_itself(typ, UNSET)
+    unset_typ = OptionalNullable[models.ResponseFormat]
+    assert utils.unmarshal(UNSET, unset_typ) is UNSET and utils.get_pydantic_model(UNSET, unset_typ) is UNSET
+    assert fastpath.validates_to_itself(OptionalNullable[models.ResponseFormat], UNSET)  # an equal type, built anew
+    for _ in range(2):  # a type that does not take the value fails every time, as upstream
+        with pytest.raises(Exception):
+            utils.get_pydantic_model(None, models.ResponseFormat)
+        with pytest.raises(Exception):
+            utils.unmarshal(UNSET, typing.Optional[models.ResponseFormat])
+    fastpath.remember_validates_to_itself(typ, UNSET, object())  # a changed value is not remembered
+    fastpath.remember_validates_to_itself(["unhashable"], None, None)
+    assert not fastpath.validates_to_itself(typ, UNSET) and not fastpath.validates_to_itself(["unhashable"], None)
+
+
+def test_query_and_header_walks_are_skipped_only_without_such_fields() -> None:
+    from mistralai.client import models
+    from mistralai.client.utils.metadata import HeaderMetadata, QueryParamMetadata, find_field_metadata
+
+    fastpath.clear()
+    chat = models.ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "hi"}])
+    assert fastpath.lacks_field_metadata(chat, QueryParamMetadata, find_field_metadata)
+    assert fastpath.lacks_field_metadata(chat, HeaderMetadata, find_field_metadata)
+    assert fastpath.lacks_field_metadata(None, QueryParamMetadata, find_field_metadata)
+    events = models.GetStreamEventsV1WorkflowsEventsStreamGetRequest(last_event_id="7")
+    assert not fastpath.lacks_field_metadata(events, HeaderMetadata, find_field_metadata)
+    assert not fastpath.lacks_field_metadata(events, QueryParamMetadata, find_field_metadata)
+    assert not fastpath.lacks_field_metadata(events, HeaderMetadata, find_field_metadata)  # cached, same answer
 
 
 def test_unset_is_hashable_and_never_copied() -> None:
