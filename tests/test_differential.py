@@ -171,6 +171,7 @@ def test_common_events_reach_the_decoder_parsed_once() -> None:
     assert seen[0].value == {"id": "7", "event": "e", "data": {"a": [1, 2]}} == json.loads(seen[0])
 
 
+@pytest.mark.bites
 def test_none_and_unset_are_validated_once_per_type() -> None:
     from mistralai.client import models, utils
     from mistralai.client.types import UNSET, OptionalNullable
@@ -208,6 +209,7 @@ def test_query_and_header_walks_are_skipped_only_without_such_fields() -> None:
     assert not fastpath.lacks_field_metadata(events, HeaderMetadata, find_field_metadata)  # cached, same answer
 
 
+@pytest.mark.bites
 def test_unset_is_hashable_and_never_copied() -> None:
     import copy
 
