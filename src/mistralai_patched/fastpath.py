@@ -209,9 +209,6 @@ def remember_validates_to_itself(typ: Any, value: Any, result: Any) -> None:
         pass
 
 
-_FIELD_METADATA: Dict[Tuple[int, int], Tuple[type, type, bool]] = {}
-
-
 def lacks_field_metadata(obj: Any, metadata_type: type, find: Callable[[Any, type], Any]) -> bool:
     """Whether upstream's ``utils.get_query_params(obj)`` / ``utils.get_headers(obj)`` (no globals)
     would find nothing in ``obj``: ``obj`` is not a pydantic model instance, or no field of its
@@ -220,22 +217,22 @@ def lacks_field_metadata(obj: Any, metadata_type: type, find: Callable[[Any, typ
 
     Upstream walks every field of the request model on every call, looking for query-parameter
     and header fields (about 20 µs for a chat request, which has none). Field metadata is part of
-    the generated class, so the answer is computed once per (class, metadata type), keyed by
-    their identities, bounded like :class:`_ByIdentity`.
+    the generated class, so the answer is computed once per (class, metadata type): remembered by
+    the class's identity (``_ByIdentity``, shared with :func:`cached_model`).
 
     Raises:
         Whatever ``find`` raises (not cached).
     """
-    cls = type(obj)
-    hit = _FIELD_METADATA.get((id(cls), id(metadata_type)))
-    if hit is not None and hit[0] is cls and hit[1] is metadata_type:
-        return hit[2]
     if not isinstance(obj, pydantic.BaseModel):
         return True
-    lacks = all(find(field, metadata_type) is None for field in cls.model_fields.values())
-    if len(_FIELD_METADATA) >= MAX_ENTRIES:
-        _FIELD_METADATA.clear()
-    _FIELD_METADATA[(id(cls), id(metadata_type))] = (cls, metadata_type, lacks)
+    cls = type(obj)
+    known = _BY_IDENTITY.get("lacks field metadata", cls)
+    if known is None:
+        known = {}
+        _BY_IDENTITY.put("lacks field metadata", cls, known)
+    lacks = known.get(metadata_type)
+    if lacks is None:
+        lacks = known[metadata_type] = all(find(field, metadata_type) is None for field in cls.model_fields.values())
     return lacks
 
 
@@ -370,4 +367,3 @@ def clear() -> None:
     _BY_IDENTITY.clear()
     _HINTS.clear()
     _SELF_VALIDATING.clear()
-    _FIELD_METADATA.clear()
