@@ -168,13 +168,7 @@ def describe(result: Surveyed, details: bool) -> str:
     if result.builds:
         return head + "builds"
     if details:
-        return (
-            head
-            + f"stops on {len(result.differences)} difference(s)\n"
-            + report(result.line_name, result.version, result.differences)
-        )
-    return (
-        head
-        + f"stops on {len(result.differences)} difference(s)\n"
-        + "".join(f"    {d.summary()}\n" for d in result.differences).rstrip("\n")
-    )
+        listed = report(result.line_name, result.version, result.differences)
+    else:
+        listed = "".join(f"    {d.summary()}\n" for d in result.differences).rstrip("\n")
+    return head + f"stops on {len(result.differences)} difference(s)\n" + listed
