@@ -207,7 +207,7 @@ def report(line_name: str, version: str, differences: List[Difference]) -> str:
         + ". Regenerating would silently drop an upstream change or break an assumption of our code "
         "(a unit, or the imports of its module, which it runs against). Review each difference below: "
         "carry what matters into the template under .speakeasy/templates/ (or, for a `relies_on` "
-        "unit, check what src/mistralai_patched assumes of it) and fix gen.yaml where code is gone; "
+        "unit, check what src/mistralai_patched and the templates assume of it) and fix gen.yaml where code is gone; "
         f"then accept with `python scripts/regenerate --upstream {line_name} --accept-upstream`. "
         "Nothing was written.",
         "",
@@ -373,7 +373,7 @@ def _relied_fingerprints(
     """Fingerprint the `relies_on` units of gen.yaml; each difference from the lock (unless
     accepting) and each gone file or unit is appended to ``found``."""
     relied: Dict[str, Dict[str, str]] = {}
-    advice = "review what src/mistralai_patched (hookpath.py, fastpath.py) assumes of it"
+    advice = "review what src/mistralai_patched (hookpath.py, fastpath.py) and the templates assume of it"
     for rel, units in config.relies_on:
         path = tree / config.import_package / rel
         where = f"{config.import_package}/{rel}"
