@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import heapq
+import importlib
 import os
 import select
 import socket
@@ -64,6 +65,8 @@ __all__ = [
     "body_text",
     "body_text_async",
     "EventStreamResponse",
+    "EVENT_MAX_BYTES",
+    "EventBounds",
     "http_library",
 ]
 
@@ -81,6 +84,11 @@ it is bounded by what is left (sync: see :class:`_Watchdog`)."""
 
 DECODED_MAX_BYTES: int = 1024 * 1024
 """Bound, in bytes after content decoding (gzip, deflate), on an error body shown to the caller."""
+
+EVENT_MAX_BYTES: int = 16 * 1024 * 1024
+"""Bound, in bytes (after content decoding), on one block of a successful event stream: an event,
+or a comment, up to the blank line that ends it. Upstream buffers a block until its end, however
+long: one that never ends takes all memory. Read when a stream starts."""
 
 ERROR_BODY_TIMEOUT_MS: int = 60_000
 """Time budget, in ms, of reading an error body the caller sees when the request has no read
@@ -719,6 +727,79 @@ async def body_text_async(response: httpx.Response) -> str:
     return error_body(response, await read_error_body_async(response))
 
 
+STREAM_DECODE_PIECE = 64 * 1024
+"""Most bytes one decoding step of a gzip or deflate event stream yields (before the event scan)."""
+
+_STREAM_CODINGS = ("gzip", "x-gzip", "deflate")
+
+
+def _decodable(codings: List[str]) -> bool:
+    return all(coding in _STREAM_CODINGS for coding in codings)
+
+
+def _decompressor(coding: str, first: bytes) -> Any:
+    if coding == "deflate":  # zlib-wrapped, or raw deflate as some servers send (as decode_bounded)
+        wrapped = len(first) >= 2 and (first[0] * 256 + first[1]) % 31 == 0 and first[0] & 0x0F == 8
+        return zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+    return zlib.decompressobj(zlib.MAX_WBITS | 16)
+
+
+class _Layer:
+    """One content coding undone incrementally, at most ``STREAM_DECODE_PIECE`` bytes per step."""
+
+    __slots__ = ("coding", "decompressor")
+
+    def __init__(self, coding: str) -> None:
+        self.coding = coding
+        self.decompressor: Any = None
+
+    def pieces(self, data: bytes, response: httpx.Response) -> Iterator[bytes]:
+        if not data:
+            return
+        if self.decompressor is None:
+            self.decompressor = _decompressor(self.coding, data)
+        while True:
+            try:
+                out = self.decompressor.decompress(data, STREAM_DECODE_PIECE)
+            except zlib.error as exc:
+                raise http_library(response).DecodingError(str(exc), request=response.request) from exc
+            data = self.decompressor.unconsumed_tail
+            if out:
+                yield out
+            if not data and len(out) < STREAM_DECODE_PIECE:
+                return
+
+
+def _layer_pieces(layer: _Layer, pieces: Iterator[bytes], response: httpx.Response) -> Iterator[bytes]:
+    for piece in pieces:
+        yield from layer.pieces(piece, response)
+
+
+def _through(layers: List[_Layer], chunk: bytes, response: httpx.Response) -> Iterator[bytes]:
+    """``chunk`` through every layer, lazily: no layer yields more than one piece at a time."""
+    pieces: Iterator[bytes] = iter((chunk,))
+    for layer in layers:
+        pieces = _layer_pieces(layer, pieces, response)
+    return pieces
+
+
+def _decoded(chunks: Iterator[bytes], codings: List[str], response: httpx.Response) -> Iterator[bytes]:
+    """The decoded body of a gzip/deflate stream read from its raw ``chunks``, in bounded pieces."""
+    layers = [_Layer(coding) for coding in reversed(codings)]
+    for chunk in chunks:
+        yield from _through(layers, chunk, response)
+
+
+async def _decoded_async(
+    chunks: AsyncIterator[bytes], codings: List[str], response: httpx.Response
+) -> AsyncIterator[bytes]:
+    """Async twin of :func:`_decoded`."""
+    layers = [_Layer(coding) for coding in reversed(codings)]
+    async for chunk in chunks:
+        for piece in _through(layers, chunk, response):
+            yield piece
+
+
 class EventStreamResponse:
     """The streamed response as upstream's event-stream generator sees it.
 
@@ -732,8 +813,9 @@ class EventStreamResponse:
     - the generator finished (sentinel or end of body): drain the rest of the body raw within
       ``DRAIN_MAX_BYTES`` and ``DRAIN_TIMEOUT_MS`` (a hard deadline), then close, so the
       connection goes back to the pool; over the bound or past the deadline, close at once. A
-      content-encoded stream (rare) is decoded by the HTTP library and its rest is not drained:
-      it is closed at once, so a compressed tail cannot expand in memory;
+      gzip or deflate stream is decoded here, in bounded pieces, and its rest is drained raw
+      (never decoded); a stream in another coding (br, zstd: rare) is decoded by the HTTP
+      library and closed at once at the end of the events;
     - the generator raised (decode error, read error, cancellation, ``KeyboardInterrupt``): close
       at once and re-raise;
     - the generator is closed from outside an event pull (garbage collection, an early exit from
@@ -759,16 +841,27 @@ class EventStreamResponse:
 
     def iter_bytes(self, chunk_size: Optional[int] = None) -> Iterator[bytes]:
         """The body's bytes for upstream's generator: the raw stream when it is not
-        content-encoded (so the rest can be drained raw later), else ``response.iter_bytes()``."""
-        self._raw = chunk_size is None and not _content_codings(self.response) and _unread(self.response)
-        self._chunks = self._raw_chunks() if self._raw else self.response.iter_bytes(chunk_size)
-        return self._chunks
+        content-encoded (so the rest can be drained raw later); gzip and deflate decoded here from
+        the raw stream in pieces of at most ``STREAM_DECODE_PIECE`` bytes (the HTTP library
+        decodes each received chunk whole: httpx 0.28 turns a few hundred bytes of ``gzip,
+        gzip`` into hundreds of MiB at once); else ``response.iter_bytes()``."""
+        codings = _content_codings(self.response)
+        self._raw = chunk_size is None and _unread(self.response) and _decodable(codings)
+        if not self._raw:
+            self._chunks = self.response.iter_bytes(chunk_size)
+            return self._chunks
+        self._chunks = self._raw_chunks()
+        return _decoded(self._chunks, codings, self.response) if codings else self._chunks
 
     def aiter_bytes(self, chunk_size: Optional[int] = None) -> AsyncIterator[bytes]:
         """Async twin of :meth:`iter_bytes`."""
-        self._raw = chunk_size is None and not _content_codings(self.response) and _unread(self.response)
-        self._chunks = self._raw_chunks_async() if self._raw else self.response.aiter_bytes(chunk_size)
-        return self._chunks
+        codings = _content_codings(self.response)
+        self._raw = chunk_size is None and _unread(self.response) and _decodable(codings)
+        if not self._raw:
+            self._chunks = self.response.aiter_bytes(chunk_size)
+            return self._chunks
+        self._chunks = self._raw_chunks_async()
+        return _decoded_async(self._chunks, codings, self.response) if codings else self._chunks
 
     def _raw_chunks(self) -> Iterator[bytes]:
         try:
@@ -892,3 +985,71 @@ class EventStreamResponse:
                 loop.call_soon_threadsafe(lambda: loop.create_task(close_now_async(response)))
             except RuntimeError:  # the loop closed meanwhile
                 pass
+
+
+_EVENT_PREFIX_BYTES = 1024
+
+
+class EventBounds:
+    """The bounds of one successful event stream, checked by upstream's event scan (rendered from
+    our template, ``<target>/utils/eventstreaming.py``) after each chunk of the body, on the block
+    still waiting for the blank line that ends it:
+
+    - size: a block over ``EVENT_MAX_BYTES`` bytes ends the stream with the target's
+      ``SDKError`` (status 200, the block's first 1,024 bytes as its body);
+    - time: a block still not ended the request's read timeout (upstream's ``timeout_ms``) after
+      its first byte arrived ends the stream with the HTTP library's ``ReadTimeout``: what httpx
+      raises when no byte comes for that long, here for bytes that trickle in without ever ending
+      an event. The check runs when a chunk arrives, so a block that then stalls is cut by the
+      per-read timeout itself: at most twice the read timeout after its first byte. No time
+      bound when the request has no read timeout.
+
+    Upstream (mistralai 2.10.1 and 3.7.0, every target) has neither: a block that never ends is
+    buffered until the server stops. Either error closes the response at once
+    (:meth:`EventStreamResponse.next_event`). Complete blocks, however many, are never bounded.
+    """
+
+    __slots__ = ("response", "target", "max_bytes", "timeout_s", "since")
+
+    def __init__(self, response: Any, module: str) -> None:
+        """``response``: what upstream's generator reads (an :class:`EventStreamResponse`, or a
+        response); ``module``: the ``__name__`` of the target's ``utils.eventstreaming``."""
+        self.response = response.response if isinstance(response, EventStreamResponse) else response
+        self.target = module.rsplit(".", 2)[0]
+        self.max_bytes = EVENT_MAX_BYTES
+        self.timeout_s = _read_timeout_s(self.response)
+        self.since = 0.0
+
+    def pending(self, block: bytearray, fresh: bool) -> None:
+        """Check the block waiting for its end after a chunk was added. ``fresh``: the block
+        began in this chunk (its first byte arrived now).
+
+        Raises:
+            SDKError: the target's, when the block is over ``EVENT_MAX_BYTES``.
+            ReadTimeout: the response's HTTP library's, when the block began more than the read
+                timeout ago.
+        """
+        if len(block) > self.max_bytes:
+            raise self._over_bound(block)
+        if self.timeout_s is None:
+            return
+        now = time.monotonic()
+        if fresh:
+            self.since = now
+        elif now - self.since > self.timeout_s:
+            library = http_library(self.response)
+            raise library.ReadTimeout(
+                f"event stream: an event still not ended {self.timeout_s:g} s (the read timeout) after "
+                "its first byte; the response was closed",
+                request=self.response.request,
+            )
+
+    def _over_bound(self, block: bytearray) -> BaseException:
+        errors = importlib.import_module(self.target + ".errors")
+        shown = bytes(block[:_EVENT_PREFIX_BYTES]).decode("utf-8", "replace")
+        return errors.SDKError(
+            f"event stream: an event over {self.max_bytes} bytes "
+            "(mistralai_patched.release.EVENT_MAX_BYTES); the response was closed",
+            self.response,
+            f"{shown} [mistralai-patched: event cut, first {_EVENT_PREFIX_BYTES} bytes shown]",
+        )
