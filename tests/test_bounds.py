@@ -19,18 +19,21 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import itertools
 import time
 import tracemalloc
 import warnings
+import zlib
 from typing import Any, Callable
 
 import pytest
 
 from conftest import MESSAGES, TARGETS, SharedClient
 from mistralai_patched.harness import retry_config, target_module
+from mistralai_patched import line_library
 from mistralai_patched.bounds import (
-    ERROR_TEXT, HTML_PAGE, TIMEOUT_MS, first_then as _first_then, gzip_gzip_reply, slow_healthy_reply,
-    stalled_retry_reply, tail_stall_reply, trickle_reply,
+    ERROR_TEXT, EVENT_START, HTML_PAGE, TIMEOUT_MS, endless_event_reply, first_then as _first_then,
+    gzip_gzip_reply, slow_healthy_reply, stalled_retry_reply, tail_stall_reply, trickle_reply,
 )
 from mistralai_patched.loopback import LoopbackServer, Reply, sse_reply
 
@@ -155,6 +158,98 @@ def test_slow_healthy_answer_is_not_cut(stream: bool, sync: bool) -> None:
     assert tally.responses_left_open == 0 and tally.in_use == 0
 
 
+# ------------------------------------------------------- an event that never ends
+
+
+@pytest.mark.bites
+@pytest.mark.parametrize("sync", MODES)
+@pytest.mark.parametrize("target", TARGETS)
+def test_event_that_never_ends_is_cut_at_event_max_bytes(target: str, sync: bool, monkeypatch: Any) -> None:
+    """A 200 event stream whose first event never ends (512 KiB without a blank line, bound
+    lowered to 32 KiB so that upstream's byte-by-byte scan fails the test in seconds): once the
+    event passes ``release.EVENT_MAX_BYTES`` the stream ends with the target's SDKError (status
+    200, the event's first 1,024 bytes as its body) and the response is closed. Upstream buffers
+    the whole body, then fails to validate it."""
+    from mistralai_patched import release
+
+    monkeypatch.setattr(release, "EVENT_MAX_BYTES", 32 * 1024)
+    with LoopbackServer(endless_event_reply(512 * 1024)) as server:
+        result, tally, _ = _call(server, sync, target=target, timeout_ms=5000)
+    assert isinstance(result.error, _errors_of(target).SDKError), repr(result.error)[:300]
+    assert result.error.status_code == 200 and "over 32768 bytes" in str(result.error)
+    assert result.error.body.startswith(EVENT_START.decode() + "zzz"), result.error.body[:80]
+    assert "first 1024 bytes shown" in result.error.body and len(result.error.body) < 2048
+    assert tally.responses_left_open == 0 and tally.in_use == 0
+
+
+@pytest.mark.parametrize("sync", MODES)
+def test_event_that_never_ends_holds_at_most_event_max_bytes(sync: bool) -> None:
+    """The default bound, 16 MiB, against an event that never ends (40 MiB): the call's peak
+    traced memory stays under 24 MiB and it ends with the SDKError."""
+    with LoopbackServer(sse_reply(2)) as server:  # imports and model classes outside the measure
+        _call(server, sync)
+    with LoopbackServer(endless_event_reply()) as server:
+        (result, tally, _), peak = _peak_mib(lambda: _call(server, sync, timeout_ms=5000))
+    assert isinstance(result.error, _errors_of("mistral").SDKError), repr(result.error)[:300]
+    assert "EVENT_MAX_BYTES" in str(result.error)
+    assert peak < 24, f"peak traced memory {peak:.1f} MiB"
+    assert tally.responses_left_open == 0 and tally.in_use == 0
+
+
+@pytest.mark.bites
+@pytest.mark.parametrize("sync", MODES)
+@pytest.mark.parametrize("target", TARGETS)
+def test_event_that_trickles_without_end_ends_within_timeout_ms(target: str, sync: bool) -> None:
+    """A 200 event stream whose first event comes one byte per 100 ms and never ends (6 s): no
+    single read times out, yet the stream ends with the HTTP library's ReadTimeout once the event
+    is older than the read timeout (``timeout_ms``, 1.5 s). Upstream waits the 6 s out."""
+    with LoopbackServer(trickle_reply(200, "text/event-stream", EVENT_START + b"z" * 100)) as server:
+        result, tally, seconds = _call(server, sync, target=target, timeout_ms=TIMEOUT_MS)
+    assert isinstance(result.error, line_library().ReadTimeout), repr(result.error)
+    assert "after its first byte" in str(result.error)
+    assert seconds < 4.0, f"the call took {seconds:.1f} s"
+    assert tally.responses_left_open == 0 and tally.in_use == 0
+
+
+def _event(content: str) -> bytes:
+    import json
+
+    delta = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
+             "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
+    return b"data: " + json.dumps(delta).encode() + b"\n\n"
+
+
+@pytest.mark.parametrize("sync", MODES)
+def test_large_events_under_the_bound_are_not_cut(sync: bool) -> None:
+    """One 8 MiB event, then 32 events of 1 MiB (40 MiB in all), in 64 KiB chunks: every event
+    arrives; the bound is on one event, not on the stream."""
+    body = _event("z" * (8 * MIB)) + b"".join(_event("y" * MIB) for _ in range(32)) + b"data: [DONE]\n\n"
+    chunks = [body[i : i + 64 * 1024] for i in range(0, len(body), 64 * 1024)]
+    with LoopbackServer(Reply(200, {"content-type": "text/event-stream"}, chunks, chunked=True)) as server:
+        result, tally, _ = _call(server, sync, timeout_ms=5000)
+    assert result.error is None and result.events == 33, repr(result.error)
+    assert tally.responses_left_open == 0 and tally.in_use == 0
+
+
+@pytest.mark.parametrize("sync", MODES)
+def test_events_each_slower_than_a_read_but_within_timeout_ms_are_not_cut(sync: bool) -> None:
+    """Three events, each in 10 pieces 100 ms apart (about 1 s per event, 3 s in all), with
+    ``timeout_ms`` 1.5 s: every event ends within the read timeout of its first byte, so none is
+    cut, although the stream lasts twice as long."""
+    chunks = []
+    for i in range(3):
+        event = _event(f"t{i}")
+        step = -(-len(event) // 10)
+        chunks += [event[j : j + step] for j in range(0, len(event), step)]
+    chunks.append(b"data: [DONE]\n\n")
+    reply = Reply(200, {"content-type": "text/event-stream"}, chunks, chunked=True, delay_ms=100)
+    with LoopbackServer(reply) as server:
+        result, tally, seconds = _call(server, sync, timeout_ms=TIMEOUT_MS)
+    assert result.error is None and result.events == 3, repr(result.error)
+    assert seconds > 2.5
+    assert tally.responses_left_open == 0 and tally.in_use == 0
+
+
 def test_every_success_media_type_of_the_generated_methods_is_known() -> None:
     """``release.SUCCESS_MEDIA_TYPES`` lists what the generated methods accept for a 2xx body; a
     2xx body of another type is read as an error body, within a bound. An upstream release whose
@@ -217,6 +312,91 @@ def test_compressed_error_body_is_decoded_within_a_bound(target: str, sync: bool
     assert "decoded size over bound" in result.error.body
     assert peak < 24, f"peak traced memory {peak:.0f} MiB"
     assert tally.responses_left_open == 0 and tally.in_use == 0
+
+
+def _compress(pieces: Any, wbits: int) -> bytes:
+    out = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    return b"".join(out.compress(piece) for piece in pieces) + out.flush()
+
+
+def _encoded(body: bytes, coding: str) -> bytes:
+    # gzip; zlib-wrapped deflate (RFC 9110); raw deflate, as some servers send it
+    wbits = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS, "raw-deflate": -zlib.MAX_WBITS}[coding]
+    return _compress([body], wbits)
+
+
+@pytest.mark.bites
+@pytest.mark.parametrize("sync", MODES)
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw-deflate"])
+def test_compressed_event_stream_is_read_and_its_connection_reused(coding: str, sync: bool) -> None:
+    """A gzip or deflate event stream: every event arrives, and the rest of the body after
+    ``[DONE]`` is drained raw, so two calls in a row use one connection. Upstream closes at
+    ``[DONE]`` and opens a second connection."""
+    reply = sse_reply(3)
+    body = _encoded(b"".join(reply.chunks), coding)
+    coded = Reply(200, {"content-type": "text/event-stream",
+                        "content-encoding": "deflate" if coding == "raw-deflate" else coding},
+                  [body[: len(body) // 2], body[len(body) // 2 :]], chunked=True)
+    with LoopbackServer(coded) as server:
+        shared = SharedClient("mistral", server.url, sync=sync, pool=2, timeout_ms=5000)
+        if sync:
+            with shared:
+                results = [shared.call(), shared.call()]
+                tally = shared.tally()
+        else:
+
+            async def run() -> Any:
+                async with shared:
+                    return [await shared.call_async(), await shared.call_async()], shared.tally()
+
+            results, tally = asyncio.run(run())
+        connections = server.connections_accepted
+    assert [(r.error, r.events) for r in results] == [(None, 3), (None, 3)]
+    assert connections == 1 and tally.responses_closed_unread == 0 and tally.responses_left_open == 0
+
+
+@pytest.mark.bites
+@pytest.mark.parametrize("sync", MODES)
+def test_compressed_event_stream_is_decoded_in_bounded_pieces(sync: bool, monkeypatch: Any) -> None:
+    """A ``gzip, gzip`` event stream of a few hundred bytes whose one event decodes to 2 MiB and
+    never ends (bound lowered to 32 KiB so that upstream's byte scan fails in seconds): decoded
+    64 KiB at a time and cut at the bound, so the call holds well under 2 MiB. Upstream buffers
+    the event whole (with httpx, the first received chunk is decoded whole)."""
+    from mistralai_patched import release
+
+    monkeypatch.setattr(release, "EVENT_MAX_BYTES", 32 * 1024)
+    result, tally, peak = _gzip_bomb_stream(sync, 2)
+    assert isinstance(result.error, _errors_of("mistral").SDKError), repr(result.error)[:300]
+    assert "over 32768 bytes" in str(result.error)
+    assert peak < 1.5, f"peak traced memory {peak:.1f} MiB"
+    assert tally.responses_left_open == 0 and tally.in_use == 0
+
+
+@pytest.mark.parametrize("sync", MODES)
+def test_compressed_event_stream_bomb_holds_at_most_event_max_bytes(sync: bool) -> None:
+    """The default bound against ``gzip, gzip``: 400 bytes whose one event decodes to 128 MiB.
+    The call's peak traced memory stays under 24 MiB (httpx alone decodes it whole: 270 MiB)."""
+    result, tally, peak = _gzip_bomb_stream(sync, 128)
+    assert isinstance(result.error, _errors_of("mistral").SDKError), repr(result.error)[:300]
+    assert peak < 24, f"peak traced memory {peak:.1f} MiB"
+    assert tally.responses_left_open == 0 and tally.in_use == 0
+
+
+def _gzip_bomb_stream(sync: bool, mib: int) -> Any:
+    """A stream call answered by a ``gzip, gzip`` event that never ends, ``mib`` MiB decoded;
+    returns (CallResult, tally, peak traced MiB), imports and model classes warmed up before."""
+    with LoopbackServer(sse_reply(2)) as server:
+        _call(server, sync)
+    bomb = Reply(200, {"content-type": "text/event-stream", "content-encoding": "gzip, gzip"}, [_gzip_twice(mib)])
+    with LoopbackServer(bomb) as server:
+        (result, tally, _), peak = _peak_mib(lambda: _call(server, sync, timeout_ms=5000))
+    return result, tally, peak
+
+
+def _gzip_twice(mib: int) -> bytes:
+    """``gzip, gzip`` of an event that never ends: EVENT_START, then ``mib`` MiB of ``z``."""
+    gzip = zlib.MAX_WBITS | 16
+    return _compress([_compress(itertools.chain([EVENT_START], itertools.repeat(b"z" * MIB, mib)), gzip)], gzip)
 
 
 # ------------------------------------------------------------ streams dropped without close

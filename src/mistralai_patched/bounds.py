@@ -39,6 +39,9 @@ __all__ = [
     "stalled_retry_reply",
     "tail_stall_reply",
     "slow_healthy_reply",
+    "endless_event_reply",
+    "EVENT_START",
+    "ENDLESS_EVENT_MIB",
     "ERROR_TEXT",
     "HTML_PAGE",
     "STALL_MS",
@@ -148,6 +151,21 @@ def slow_healthy_reply(stream: bool) -> Reply:
     return reply
 
 
+EVENT_START = b'data: {"id": "'
+"""How the endless-event scenarios' one event begins."""
+ENDLESS_EVENT_MIB = 40
+"""Size (MiB) of the event that never ends: well over ``release.EVENT_MAX_BYTES`` (16 MiB)."""
+
+
+def endless_event_reply(size: int = ENDLESS_EVENT_MIB * MIB) -> Reply:
+    """A ``200 text/event-stream`` whose first event never ends: :data:`EVENT_START`, then about
+    ``size`` bytes of ``z`` in 64 KiB chunks without a blank line, then the end of the body."""
+    piece = b"z" * min(size, 64 * 1024)
+    return Reply(
+        200, {"content-type": "text/event-stream"}, [EVENT_START] + [piece] * -(-size // len(piece)), chunked=True
+    )
+
+
 ERROR_TEXT = b'{"message": "' + b"x" * 80 + b'"}'
 """The JSON error body the trickling scenarios send."""
 HTML_PAGE = b"<html>" + b"y" * 100
@@ -200,6 +218,11 @@ SCENARIOS: List[Scenario] = [
         "final-bomb",
         "final 500, gzip,gzip body decoding to 128 MiB",
         lambda: always(gzip_gzip_reply(500)),
+    ),
+    Scenario(
+        "trickling-event",
+        "stream: one event trickling 1 B/100 ms for 6 s",
+        lambda: always(trickle_reply(200, "text/event-stream", EVENT_START + b"z" * 100)),
     ),
     Scenario(
         "slow-healthy-stream",
