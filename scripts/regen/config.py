@@ -205,12 +205,12 @@ def _relies_on(raw: Any, where: str) -> List[Tuple[str, Tuple[str, ...]]]:
     return [(rel, tuple(units)) for rel, units in raw.items()]
 
 
-def _files(raw: Any) -> Tuple[FileSpec, ...]:
+def _files(raw: Any, where: str = "templates") -> Tuple[FileSpec, ...]:
     if not isinstance(raw, dict) or not raw:
-        raise _malformed("`templates` must map target file paths to {template: NAME} entries")
+        raise _malformed(f"`{where}` must map target file paths to {{template: NAME}} entries")
     files = []
     for rel, spec in raw.items():
-        template = _need(spec, "template", str, f"templates.{rel}")
+        template = _need(spec, "template", str, f"{where}.{rel}")
         if not (TEMPLATES / template).is_file():
             raise RegenError(
                 f"gen.yaml names template {template!r} for {rel}, but .speakeasy/templates/{template} "
@@ -218,7 +218,7 @@ def _files(raw: Any) -> Tuple[FileSpec, ...]:
             )
         adds = spec.get("adds", []) or []
         if not isinstance(adds, list) or not all(isinstance(a, str) and a.count(".") == 1 for a in adds):
-            raise _malformed(f'`templates.{rel}.adds` must list methods as "Class.method" strings')
+            raise _malformed(f'`{where}.{rel}.adds` must list methods as "Class.method" strings')
         files.append(FileSpec(rel, template, tuple(adds)))
     return tuple(files)
 
@@ -273,6 +273,20 @@ def load_config(path: Path = GEN_YAML) -> Config:
                 f"`{where}.features` must give feature switches for exactly the targets "
                 f"({', '.join(packages)}); it has {', '.join(map(str, features_raw)) or 'none'}"
             )
+        # Templates of this line only, per target: a module only some targets of the line have.
+        extra_raw = spec.get("templates") or {}
+        if not isinstance(extra_raw, dict) or any(package not in packages for package in extra_raw):
+            raise _malformed(
+                f"`{where}.templates` must map targets ({', '.join(packages)}) to templates of that "
+                "target only, as the top-level `templates` maps file paths"
+            )
+        extra = {package: _files(raw_files, f"{where}.templates.{package}") for package, raw_files in extra_raw.items()}
+        for package, own in extra.items():
+            twice = {f.path for f in own} & {f.path for f in files}
+            if twice:
+                raise _malformed(
+                    f"`{where}.templates.{package}` names {', '.join(sorted(twice))}, which `templates` has"
+                )
         targets = []
         for package in packages:
             switches = features_raw[package] or {}
@@ -280,7 +294,7 @@ def load_config(path: Path = GEN_YAML) -> Config:
                 isinstance(k, str) and isinstance(v, bool) for k, v in switches.items()
             ):
                 raise _malformed(f"`{where}.features.{package}` must map feature names to true/false")
-            targets.append(Target(package, files, dict(switches)))
+            targets.append(Target(package, files + extra.get(package, ()), dict(switches)))
         lines[name] = Line(
             name=name,
             upstream_name=_need(up, "name", str, f"{where}.upstream"),
