@@ -27,6 +27,7 @@ import collections.abc
 import datetime
 import enum
 import importlib
+import importlib.util
 import json
 import random
 import re
@@ -201,6 +202,45 @@ def _sse_cases(target: str, model: Any, body: bytes, sentinel: Any, data_require
         result = _outcome(lambda: asyncio.run(aread()))
         result["events_before_error"] = _dump(aevents) if "error" in result else None
         out[split + "-async"] = result
+    return out
+
+
+JSONL_BODIES = {
+    "summary": b'{"status": "started", "translated": false}\n{"content": "Par"}\n{"content": "is }"}\n',
+    "crlf": b'{"content": "a"}\r\n{"content": "b"}\r\n',
+    "no-final-newline": b'{"content": "a"}\n{"content": "b"}',
+    "nested-and-blank": b'{"content": "x", "extra": {"k": {}}}\n\n{"content": "}\\n"}\n',
+    "invalid-line": b'{"content": "a"}\n{"nope": 1}\n{"content": "c"}\n',
+    "not-json": b'{"content": "a"}\n{oops}\n',
+}
+"""NDJSON answers (3.x: ``generate_index_summary``): lines ending in ``}`` + LF or CRLF, a ``}``
+inside a string, blank lines, a last line without a newline, a line that fails to validate."""
+
+
+def _jsonl_cases(model: Any, body: bytes) -> Dict[str, Any]:
+    utils = importlib.import_module("mistralai.client.utils")
+    jsonl = importlib.import_module("mistralai.client.utils.jsonl")
+    decoder = json.loads if model is None else (lambda raw: utils.unmarshal_json(raw, model))
+    out = {}
+    for split, chunks in _splits(body).items():
+        for label, cls in (("", jsonl.JsonLStream), ("-async", jsonl.JsonLStreamAsync)):
+            response = httpx.Response(200, stream=_Chunks(chunks), headers={"content-type": "application/x-ndjson"},
+                                      request=httpx.Request("POST", "http://loopback/"))
+            stream = cls(response, decoder)
+            lines: List[Any] = []
+
+            async def aread(s: Any = stream, acc: List[Any] = lines) -> List[Any]:
+                async for line in s:
+                    acc.append(line)
+                return acc
+
+            def read(s: Any = stream, acc: List[Any] = lines) -> List[Any]:
+                acc.extend(s)
+                return acc
+
+            result = _outcome(read if not label else (lambda r=aread: asyncio.run(r())))
+            result["lines_before_error"] = _dump(lines) if "error" in result else None
+            out[split + label] = result
     return out
 
 
@@ -385,6 +425,10 @@ def evaluate() -> Dict[str, Any]:
         sentinel = "[DONE]" if model == "CompletionEvent" else None
         for member, body in event_type_streams(model_cls).items():
             results[f"mistral/sse-event-type/{model}/{member}"] = _sse_cases("mistral", model, body, sentinel, required)
+    if importlib.util.find_spec("mistralai.client.utils.jsonl") is not None:  # 3.x
+        for name, body in JSONL_BODIES.items():
+            results[f"mistral/jsonl/{name}"] = _jsonl_cases(mistral_models.SummaryStreamTypes, body)
+            results[f"mistral/jsonl-raw/{name}"] = _jsonl_cases(None, body)
     results.update(sent_requests())
     utils = importlib.import_module("mistralai.client.utils")
     list_request = mistral_models.ListModelsV1ModelsGetRequest() if hasattr(mistral_models, "ListModelsV1ModelsGetRequest") else None

@@ -181,6 +181,34 @@ def test_malformed_relies_on(tmp_path: Path, out: Path) -> None:
     assert _unchanged(out)
 
 
+@pytest.mark.parametrize("replacement, message", [
+    ("      mistralai.nowhere:", r"`lines\.3\.x\.templates` must map targets"),
+    ("      mistralai.client:\n        utils/retries.py: {template: retries.py.j2}\n",
+     r"`lines\.3\.x\.templates\.mistralai\.client` names utils/retries\.py, which `templates` has"),
+])
+def test_malformed_line_templates(tmp_path: Path, out: Path, replacement: str, message: str) -> None:
+    """A line's own templates name a target of gen.yaml and a file the common table does not."""
+    text = (ROOT / "gen.yaml").read_text()
+    marker = "      mistralai.client:\n        utils/jsonl.py:"
+    assert marker in text
+    if replacement.endswith("\n"):
+        text = text.replace(marker, replacement + "        utils/jsonl.py:")
+    else:
+        text = text.replace(marker, replacement + "\n        utils/jsonl.py:")
+    with pytest.raises(regen.RegenError, match=message):
+        regen.regenerate(out, config_path=_gen_yaml(tmp_path, text))
+    assert _unchanged(out)
+
+
+def test_line_templates_apply_to_their_target_only() -> None:
+    """The 3.x line's own template (the NDJSON stream) is rendered into the main client alone."""
+    lines = regen.load_config().lines
+    files = {t.package: {f.path for f in t.files} for t in lines["3.x"].targets}
+    assert "utils/jsonl.py" in files["mistralai.client"]
+    assert all("utils/jsonl.py" not in paths for package, paths in files.items() if package != "mistralai.client")
+    assert all("utils/jsonl.py" not in {f.path for f in t.files} for t in lines["2.x"].targets)
+
+
 def test_cli_exit_code_and_message(tmp_path: Path) -> None:
     env = dict(os.environ)
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "regenerate"), "--check"],
