@@ -162,3 +162,58 @@ async def test_close_now_async_keeps_the_cancellation_when_the_close_fails() -> 
     with pytest.raises(asyncio.CancelledError):
         await task
     await release.close_now_async(httpx.Response(200, stream=_SlowClose(fails=True)))  # swallowed, as before
+
+
+# ------------------------------------------------- gzip/deflate event streams, decoded in pieces
+
+
+def _coded(body: bytes, codings: str) -> bytes:
+    import zlib
+
+    wbits = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS, "raw-deflate": -zlib.MAX_WBITS}
+    for coding in codings.split(","):
+        out = zlib.compressobj(9, zlib.DEFLATED, wbits[coding])
+        body = out.compress(body) + out.flush()
+    return body
+
+
+_BODY = b"data: " + b"z" * 300_000 + b"\n\n" + bytes(range(256)) * 40
+
+
+@pytest.mark.parametrize("codings", ["gzip", "deflate", "raw-deflate", "gzip,gzip", "deflate,gzip"])
+@pytest.mark.parametrize("split", [1, 7, 1 << 20])
+def test_stream_decoding_gives_the_body_in_bounded_pieces(codings: str, split: int) -> None:
+    """The fork's decoding of a gzip/deflate event stream (``EventStreamResponse.iter_bytes`` and
+    ``aiter_bytes``) gives what zlib gives for the whole body, whatever the network chunks (one
+    byte at a time included: the first byte alone does not tell zlib-wrapped from raw deflate),
+    and never a piece over ``STREAM_DECODE_PIECE``."""
+    raw = _coded(_BODY, codings)
+    chunks = [raw[i : i + split] for i in range(0, len(raw), split)]
+    header = ", ".join("deflate" if c == "raw-deflate" else c for c in codings.split(","))
+
+    class Chunks(httpx.SyncByteStream, httpx.AsyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield from chunks
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            for chunk in chunks:
+                yield chunk
+
+    def response() -> Any:
+        return release.EventStreamResponse(_response(Chunks(), 200, **{"content-encoding": header}))
+
+    pieces = list(response().iter_bytes())
+
+    async def read() -> Any:
+        return [piece async for piece in response().aiter_bytes()]
+
+    for got in (pieces, asyncio.run(read())):
+        assert b"".join(got) == _BODY
+        assert max(map(len, got)) <= release.STREAM_DECODE_PIECE
+
+
+def test_stream_decoding_error_is_the_libraries_decoding_error() -> None:
+    garbage = _response(httpx.ByteStream(b"not gzip at all"), 200, **{"content-encoding": "gzip"})
+    wrapper = release.EventStreamResponse(garbage)
+    with pytest.raises(httpx.DecodingError):
+        list(wrapper.iter_bytes())

@@ -745,20 +745,36 @@ def _decompressor(coding: str, first: bytes) -> Any:
 
 
 class _Layer:
-    """One content coding undone incrementally, at most ``STREAM_DECODE_PIECE`` bytes per step."""
+    """One content coding undone incrementally, at most ``STREAM_DECODE_PIECE`` bytes per step. A
+    deflate layer holds back its first byte until the second comes: the two tell zlib-wrapped
+    from raw deflate."""
 
-    __slots__ = ("coding", "decompressor")
+    __slots__ = ("coding", "decompressor", "head")
 
     def __init__(self, coding: str) -> None:
         self.coding = coding
         self.decompressor: Any = None
+        self.head = b""
 
     def pieces(self, data: bytes, response: httpx.Response) -> Iterator[bytes]:
-        if not data:
-            return
         if self.decompressor is None:
+            data = self.head + data
+            if self.coding == "deflate" and len(data) < 2:
+                self.head = data
+                return
+            self.head = b""
             self.decompressor = _decompressor(self.coding, data)
-        while True:
+        yield from self._inflate(data, response)
+
+    def rest(self, response: httpx.Response) -> Iterator[bytes]:
+        """At the end of the body: what the layer held back (a one-byte deflate body)."""
+        if self.decompressor is None and self.head:
+            data, self.head = self.head, b""
+            self.decompressor = _decompressor(self.coding, data)
+            yield from self._inflate(data, response)
+
+    def _inflate(self, data: bytes, response: httpx.Response) -> Iterator[bytes]:
+        while data:
             try:
                 out = self.decompressor.decompress(data, STREAM_DECODE_PIECE)
             except zlib.error as exc:
@@ -766,8 +782,14 @@ class _Layer:
             data = self.decompressor.unconsumed_tail
             if out:
                 yield out
-            if not data and len(out) < STREAM_DECODE_PIECE:
-                return
+            if not data and len(out) == STREAM_DECODE_PIECE:
+                data = b""
+                while True:  # output held back by the step's bound, no input left
+                    out = self.decompressor.decompress(b"", STREAM_DECODE_PIECE)
+                    if out:
+                        yield out
+                    if len(out) < STREAM_DECODE_PIECE:
+                        return
 
 
 def _layer_pieces(layer: _Layer, pieces: Iterator[bytes], response: httpx.Response) -> Iterator[bytes]:
@@ -783,11 +805,18 @@ def _through(layers: List[_Layer], chunk: bytes, response: httpx.Response) -> It
     return pieces
 
 
+def _rest(layers: List[_Layer], response: httpx.Response) -> Iterator[bytes]:
+    for i, layer in enumerate(layers):
+        for piece in layer.rest(response):
+            yield from _through(layers[i + 1 :], piece, response)
+
+
 def _decoded(chunks: Iterator[bytes], codings: List[str], response: httpx.Response) -> Iterator[bytes]:
     """The decoded body of a gzip/deflate stream read from its raw ``chunks``, in bounded pieces."""
     layers = [_Layer(coding) for coding in reversed(codings)]
     for chunk in chunks:
         yield from _through(layers, chunk, response)
+    yield from _rest(layers, response)
 
 
 async def _decoded_async(
@@ -798,6 +827,8 @@ async def _decoded_async(
     async for chunk in chunks:
         for piece in _through(layers, chunk, response):
             yield piece
+    for piece in _rest(layers, response):
+        yield piece
 
 
 class EventStreamResponse:
