@@ -65,6 +65,7 @@ __all__ = [
     "body_text",
     "body_text_async",
     "EventStreamResponse",
+    "STREAM_DECODE_PIECE",
     "EVENT_MAX_BYTES",
     "EventBounds",
     "http_library",
@@ -425,6 +426,21 @@ def _content_codings(response: httpx.Response) -> List[str]:
     return [c.strip().lower() for c in header.split(",") if c.strip() and c.strip().lower() != "identity"]
 
 
+_ZLIB_CODINGS = ("gzip", "x-gzip", "deflate")
+
+
+def _decodable(codings: List[str]) -> bool:
+    return all(coding in _ZLIB_CODINGS for coding in codings)
+
+
+def _decompressor(coding: str, first: bytes) -> Any:
+    """A zlib decompressor for ``coding`` (gzip, x-gzip, deflate) of data starting with ``first``."""
+    if coding == "deflate":  # RFC 9110 deflate is zlib-wrapped; some servers send raw deflate (httpx accepts both)
+        wrapped = len(first) >= 2 and (first[0] * 256 + first[1]) % 31 == 0 and first[0] & 0x0F == 8
+        return zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+    return zlib.decompressobj(zlib.MAX_WBITS | 16)
+
+
 def decode_bounded(raw: bytes, codings: List[str], limit: int) -> Tuple[Optional[bytes], bool]:
     """Undo ``codings`` (``Content-Encoding`` values in the order applied; gzip, x-gzip, deflate)
     on ``raw`` with at most ``limit`` bytes out of each layer (``zlib``'s ``max_length``), so a
@@ -436,14 +452,9 @@ def decode_bounded(raw: bytes, codings: List[str], limit: int) -> Tuple[Optional
     """
     data, cut = raw, False
     for coding in reversed(codings):
-        if coding in ("gzip", "x-gzip"):
-            decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
-        elif coding == "deflate":
-            # RFC 9110 deflate is zlib-wrapped; some servers send raw deflate (httpx accepts both).
-            wrapped = len(data) >= 2 and (data[0] * 256 + data[1]) % 31 == 0 and data[0] & 0x0F == 8
-            decompressor = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
-        else:
+        if coding not in _ZLIB_CODINGS:
             return None, cut
+        decompressor = _decompressor(coding, data)
         try:
             out = decompressor.decompress(data, limit + 1)
         except zlib.error:
@@ -730,19 +741,6 @@ async def body_text_async(response: httpx.Response) -> str:
 STREAM_DECODE_PIECE = 64 * 1024
 """Most bytes one decoding step of a gzip or deflate event stream yields (before the event scan)."""
 
-_STREAM_CODINGS = ("gzip", "x-gzip", "deflate")
-
-
-def _decodable(codings: List[str]) -> bool:
-    return all(coding in _STREAM_CODINGS for coding in codings)
-
-
-def _decompressor(coding: str, first: bytes) -> Any:
-    if coding == "deflate":  # zlib-wrapped, or raw deflate as some servers send (as decode_bounded)
-        wrapped = len(first) >= 2 and (first[0] * 256 + first[1]) % 31 == 0 and first[0] & 0x0F == 8
-        return zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
-    return zlib.decompressobj(zlib.MAX_WBITS | 16)
-
 
 class _Layer:
     """One content coding undone incrementally, at most ``STREAM_DECODE_PIECE`` bytes per step. A
@@ -783,7 +781,6 @@ class _Layer:
             if out:
                 yield out
             if not data and len(out) == STREAM_DECODE_PIECE:
-                data = b""
                 while True:  # output held back by the step's bound, no input left
                     out = self.decompressor.decompress(b"", STREAM_DECODE_PIECE)
                     if out:
