@@ -873,23 +873,20 @@ class EventStreamResponse:
         the raw stream in pieces of at most ``STREAM_DECODE_PIECE`` bytes (the HTTP library
         decodes each received chunk whole: httpx 0.28 turns a few hundred bytes of ``gzip,
         gzip`` into hundreds of MiB at once); else ``response.iter_bytes()``."""
-        codings = _content_codings(self.response)
-        self._raw = chunk_size is None and _unread(self.response) and _decodable(codings)
-        if not self._raw:
-            self._chunks = self.response.iter_bytes(chunk_size)
-            return self._chunks
-        self._chunks = self._raw_chunks()
-        return _decoded(self._chunks, codings, self.response) if codings else self._chunks
+        return self._body(chunk_size, self._raw_chunks, _decoded, self.response.iter_bytes)
 
     def aiter_bytes(self, chunk_size: Optional[int] = None) -> AsyncIterator[bytes]:
         """Async twin of :meth:`iter_bytes`."""
+        return self._body(chunk_size, self._raw_chunks_async, _decoded_async, self.response.aiter_bytes)
+
+    def _body(self, chunk_size: Optional[int], raw: Any, decoded: Any, library_bytes: Any) -> Any:
         codings = _content_codings(self.response)
         self._raw = chunk_size is None and _unread(self.response) and _decodable(codings)
         if not self._raw:
-            self._chunks = self.response.aiter_bytes(chunk_size)
+            self._chunks = library_bytes(chunk_size)
             return self._chunks
-        self._chunks = self._raw_chunks_async()
-        return _decoded_async(self._chunks, codings, self.response) if codings else self._chunks
+        self._chunks = raw()
+        return decoded(self._chunks, codings, self.response) if codings else self._chunks
 
     def _raw_chunks(self) -> Iterator[bytes]:
         try:
@@ -1020,8 +1017,9 @@ _EVENT_PREFIX_BYTES = 1024
 
 class EventBounds:
     """The bounds of one successful event stream, checked by upstream's event scan (rendered from
-    our template, ``<target>/utils/eventstreaming.py``) after each chunk of the body, on the block
-    still waiting for the blank line that ends it:
+    our templates: ``<target>/utils/eventstreaming.py``, and ``utils/jsonl.py`` on 3.x, where a
+    block is one NDJSON line) after each chunk of the body, on the block still waiting for the
+    boundary that ends it:
 
     - size: a block over ``EVENT_MAX_BYTES`` bytes ends the stream with the target's
       ``SDKError`` (status 200, the block's first 1,024 bytes as its body);
@@ -1041,7 +1039,8 @@ class EventBounds:
 
     def __init__(self, response: Any, module: str) -> None:
         """``response``: what upstream's generator reads (an :class:`EventStreamResponse`, or a
-        response); ``module``: the ``__name__`` of the target's ``utils.eventstreaming``."""
+        response); ``module``: the ``__name__`` of the target's module that scans
+        (``utils.eventstreaming`` or ``utils.jsonl``), which names the target."""
         self.response = response.response if isinstance(response, EventStreamResponse) else response
         self.target = module.rsplit(".", 2)[0]
         self.max_bytes = EVENT_MAX_BYTES
