@@ -32,8 +32,9 @@ from conftest import MESSAGES, TARGETS, SharedClient
 from mistralai_patched.harness import retry_config, target_module
 from mistralai_patched import line_library
 from mistralai_patched.bounds import (
-    ERROR_TEXT, EVENT_START, HTML_PAGE, TIMEOUT_MS, endless_event_reply, first_then as _first_then,
-    gzip_gzip_reply, slow_healthy_reply, stalled_retry_reply, tail_stall_reply, trickle_reply,
+    ERROR_TEXT, EVENT_START, GZIP_WBITS, HTML_PAGE, TIMEOUT_MS, compressed, endless_event_reply,
+    first_then as _first_then, gzip_gzip_reply, slow_healthy_reply, stalled_retry_reply, tail_stall_reply,
+    trickle_reply,
 )
 from mistralai_patched.loopback import LoopbackServer, Reply, sse_reply
 
@@ -186,10 +187,7 @@ def test_event_that_never_ends_is_cut_at_event_max_bytes(target: str, sync: bool
 def test_event_that_never_ends_holds_at_most_event_max_bytes(sync: bool) -> None:
     """The default bound, 16 MiB, against an event that never ends (40 MiB): the call's peak
     traced memory stays under 24 MiB and it ends with the SDKError."""
-    with LoopbackServer(sse_reply(2)) as server:  # imports and model classes outside the measure
-        _call(server, sync)
-    with LoopbackServer(endless_event_reply()) as server:
-        (result, tally, _), peak = _peak_mib(lambda: _call(server, sync, timeout_ms=5000))
+    result, tally, peak = _stream_peak(sync, endless_event_reply())
     assert isinstance(result.error, _errors_of("mistral").SDKError), repr(result.error)[:300]
     assert "EVENT_MAX_BYTES" in str(result.error)
     assert peak < 24, f"peak traced memory {peak:.1f} MiB"
@@ -314,15 +312,10 @@ def test_compressed_error_body_is_decoded_within_a_bound(target: str, sync: bool
     assert tally.responses_left_open == 0 and tally.in_use == 0
 
 
-def _compress(pieces: Any, wbits: int) -> bytes:
-    out = zlib.compressobj(9, zlib.DEFLATED, wbits)
-    return b"".join(out.compress(piece) for piece in pieces) + out.flush()
-
-
 def _encoded(body: bytes, coding: str) -> bytes:
     # gzip; zlib-wrapped deflate (RFC 9110); raw deflate, as some servers send it
-    wbits = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS, "raw-deflate": -zlib.MAX_WBITS}[coding]
-    return _compress([body], wbits)
+    wbits = {"gzip": GZIP_WBITS, "deflate": zlib.MAX_WBITS, "raw-deflate": -zlib.MAX_WBITS}[coding]
+    return compressed([body], wbits)
 
 
 @pytest.mark.bites
@@ -383,20 +376,21 @@ def test_compressed_event_stream_bomb_holds_at_most_event_max_bytes(sync: bool) 
 
 
 def _gzip_bomb_stream(sync: bool, mib: int) -> Any:
-    """A stream call answered by a ``gzip, gzip`` event that never ends, ``mib`` MiB decoded;
-    returns (CallResult, tally, peak traced MiB), imports and model classes warmed up before."""
+    """A stream call answered by a ``gzip, gzip`` event that never ends (EVENT_START, then
+    ``mib`` MiB of ``z``); see :func:`_stream_peak`."""
+    body = compressed([compressed(itertools.chain([EVENT_START], itertools.repeat(b"z" * MIB, mib)))])
+    headers = {"content-type": "text/event-stream", "content-encoding": "gzip, gzip"}
+    return _stream_peak(sync, Reply(200, headers, [body]))
+
+
+def _stream_peak(sync: bool, reply: Reply) -> Any:
+    """One stream call of the main client answered by ``reply``; returns (CallResult, tally, peak
+    traced MiB of the call), imports and model classes warmed up outside the measure."""
     with LoopbackServer(sse_reply(2)) as server:
         _call(server, sync)
-    bomb = Reply(200, {"content-type": "text/event-stream", "content-encoding": "gzip, gzip"}, [_gzip_twice(mib)])
-    with LoopbackServer(bomb) as server:
+    with LoopbackServer(reply) as server:
         (result, tally, _), peak = _peak_mib(lambda: _call(server, sync, timeout_ms=5000))
     return result, tally, peak
-
-
-def _gzip_twice(mib: int) -> bytes:
-    """``gzip, gzip`` of an event that never ends: EVENT_START, then ``mib`` MiB of ``z``."""
-    gzip = zlib.MAX_WBITS | 16
-    return _compress([_compress(itertools.chain([EVENT_START], itertools.repeat(b"z" * MIB, mib)), gzip)], gzip)
 
 
 # ------------------------------------------------------------ streams dropped without close

@@ -170,10 +170,11 @@ async def test_close_now_async_keeps_the_cancellation_when_the_close_fails() -> 
 def _coded(body: bytes, codings: str) -> bytes:
     import zlib
 
-    wbits = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS, "raw-deflate": -zlib.MAX_WBITS}
+    from mistralai_patched.bounds import GZIP_WBITS, compressed
+
+    wbits = {"gzip": GZIP_WBITS, "deflate": zlib.MAX_WBITS, "raw-deflate": -zlib.MAX_WBITS}
     for coding in codings.split(","):
-        out = zlib.compressobj(9, zlib.DEFLATED, wbits[coding])
-        body = out.compress(body) + out.flush()
+        body = compressed([body], wbits[coding])
     return body
 
 

@@ -33,6 +33,8 @@ __all__ = [
     "Measured",
     "measure",
     "gzip_gzip_reply",
+    "compressed",
+    "GZIP_WBITS",
     "trickle_reply",
     "first_then",
     "always",
@@ -58,9 +60,16 @@ TIMEOUT_MS = 1500
 """The SDK's ``timeout_ms`` in the scenarios (upstream applies it to each phase of a request)."""
 
 
-def _gzip(chunks: Any) -> bytes:
-    out = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
-    return b"".join(out.compress(c) for c in chunks) + out.flush()
+GZIP_WBITS = zlib.MAX_WBITS | 16
+"""``wbits`` of gzip for :func:`compressed` (``zlib.MAX_WBITS``: zlib-wrapped deflate; its
+negative: raw deflate)."""
+
+
+def compressed(pieces: Any, wbits: int = GZIP_WBITS) -> bytes:
+    """``pieces`` (an iterable of bytes, taken one at a time) compressed at level 9 in the format
+    ``wbits`` names: a body many MiB long costs one piece of memory."""
+    out = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    return b"".join(out.compress(piece) for piece in pieces) + out.flush()
 
 
 _BOMB: List[bytes] = []
@@ -70,7 +79,7 @@ def gzip_gzip_reply(status: int, decoded_mib: int = 128) -> Reply:
     """``Content-Encoding: gzip, gzip``: a few hundred bytes that decode to ``decoded_mib`` MiB of
     zeros (built once per process for the default size)."""
     if decoded_mib != 128 or not _BOMB:
-        body = _gzip([_gzip(itertools.repeat(b"\0" * MIB, decoded_mib))])
+        body = compressed([compressed(itertools.repeat(b"\0" * MIB, decoded_mib))])
         if decoded_mib != 128:
             return Reply(status, {"content-type": "application/json", "content-encoding": "gzip, gzip"}, [body])
         _BOMB.append(body)
