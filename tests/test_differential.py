@@ -13,6 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any, Dict, List
 
+import pydantic
 import pytest
 
 import differential
@@ -221,3 +222,70 @@ def test_unset_is_hashable_and_never_copied() -> None:
 
     delta = models.DeltaMessage.model_validate({"content": "x"})
     assert delta.role is UNSET
+
+
+def _counting_model(with_model_validator: bool = False) -> Any:
+    """A model of the SDK's BaseModel whose ``OptionalNullable`` field runs a counting validator
+    each time pydantic validates an argument for it (the union's int branch, before it fails)."""
+    from mistralai.client.types import UNSET, BaseModel, OptionalNullable
+
+    seen: List[Any] = []
+
+    def count(value: Any) -> Any:
+        seen.append(value)
+        return value
+
+    class Request(BaseModel):
+        model: str
+        n: OptionalNullable[typing.Annotated[int, pydantic.BeforeValidator(count)]] = UNSET
+        aliased: OptionalNullable[int] = pydantic.Field(default=UNSET, alias="aliasedField")
+
+        if with_model_validator:
+            @pydantic.model_validator(mode="before")
+            @classmethod
+            def look(cls, data: Any) -> Any:
+                return data
+
+    return Request, seen
+
+
+@pytest.mark.bites
+def test_unset_arguments_are_validated_once_per_class_and_field() -> None:
+    from mistralai.client.types import UNSET
+
+    fastpath.clear()
+    Request, seen = _counting_model()
+    built = [Request(model="m", n=UNSET, aliased=UNSET) for _ in range(3)]
+    assert len(seen) == 1  # pydantic showed once that UNSET gives UNSET; then it is left out
+    for request in built:  # every construction gives what pydantic's gives
+        assert request.n is UNSET and request.aliased is UNSET
+        assert request.model_fields_set == {"model", "n", "aliased"}
+        assert request.model_dump(by_alias=True) == built[0].model_dump(by_alias=True)
+    assert Request(model="m", n=5).n == 5 and len(seen) == 2  # any other value: validated
+    assert Request(model="m").model_fields_set == {"model"}  # not passed: not set
+    assert Request.__pydantic_custom_init__ is False  # nested models are still built in Rust
+
+
+def test_unset_arguments_are_validated_every_time_where_a_validator_could_see_them() -> None:
+    from mistralai.client.types import UNSET
+
+    fastpath.clear()
+    Request, seen = _counting_model(with_model_validator=True)
+    for _ in range(3):
+        assert Request(model="m", n=UNSET).n is UNSET
+    assert len(seen) == 3
+
+
+def test_an_invalid_construction_raises_pydantics_error_for_every_argument() -> None:
+    from mistralai.client.types import UNSET
+
+    fastpath.clear()
+    Request, _ = _counting_model()
+    Request(model="m", n=UNSET)  # proven: n is left out from now on
+    with pytest.raises(pydantic.ValidationError) as raised:
+        Request(model=3, n=UNSET)
+    errors = raised.value.errors()
+    assert [e["loc"] for e in errors] == [("model",)]
+    with pytest.raises(pydantic.ValidationError) as missing:
+        Request(n=UNSET)
+    assert missing.value.errors()[0]["input"] == {"n": UNSET}  # the arguments as given
