@@ -122,6 +122,28 @@ LOGS_STREAM = _sse(["event: log\n" + _data({"timestamp": "2026-01-01T00:00:00Z",
                     "event: heartbeat", "id: 3\nevent: log\n" + _data({"message": "x"})])
 
 
+_ANSWER = json.dumps(COMPLETION).encode()
+_ANSWER_ACCENTED = json.dumps(dict(COMPLETION, model="modèle"), ensure_ascii=False)
+# Response bodies for unmarshal_json_response: (headers, bytes, encoding set on the response).
+RESPONSE_BODIES: Dict[str, Any] = {
+    "utf8": ({"content-type": "application/json"}, _ANSWER, None),
+    "utf8-accented": ({"content-type": "application/json"}, _ANSWER_ACCENTED.encode(), None),
+    "charset-latin1": ({"content-type": "application/json; charset=latin-1"}, _ANSWER_ACCENTED.encode("latin-1"), None),
+    # UTF-8 bytes that a latin-1 charset or encoding makes other text: upstream's text is that.
+    "charset-latin1-utf8-bytes": ({"content-type": "application/json; charset=latin-1"}, _ANSWER_ACCENTED.encode(), None),
+    "encoding-set-latin1-utf8-bytes": ({"content-type": "application/json"}, _ANSWER_ACCENTED.encode(), "latin-1"),
+    "latin1-no-charset": ({"content-type": "application/json"}, _ANSWER_ACCENTED.encode("latin-1"), None),
+    "encoding-set-latin1": ({"content-type": "application/json"}, _ANSWER_ACCENTED.encode("latin-1"), "latin-1"),
+    "encoding-set-utf8": ({"content-type": "application/json"}, _ANSWER_ACCENTED.encode(), "utf-8"),
+    "no-content-type": ({}, _ANSWER, None),
+    "bom": ({"content-type": "application/json"}, b"\xef\xbb\xbf" + _ANSWER, None),
+    "invalid-utf8-in-string": ({"content-type": "application/json"}, _ANSWER.replace(b"hi", b"h\xff"), None),
+    "not-json": ({"content-type": "application/json"}, b"{oops", None),
+    "empty": ({"content-type": "application/json"}, b"", None),
+    "wrong-shape": ({"content-type": "application/json"}, b'{"id": 1, "choices": 3}', None),
+}
+
+
 def _splits(body: bytes) -> Dict[str, List[bytes]]:
     rng = random.Random(len(body))
     cuts = sorted(rng.sample(range(1, len(body)), min(12, len(body) - 1)))
@@ -415,6 +437,17 @@ def evaluate() -> Dict[str, Any]:
         results[f"{target}/unmarshal/invalid"] = _outcome(
             lambda: utils.unmarshal_json('{"id": 1, "choices": 3}', models.ChatCompletionResponse))
         results[f"{target}/unmarshal/not-json"] = _outcome(lambda: utils.unmarshal_json("{oops", models.ChatCompletionResponse))
+        response_json = importlib.import_module(pkg + ".utils.unmarshal_json_response").unmarshal_json_response
+        for label, (headers, content, encoding) in RESPONSE_BODIES.items():
+            def answer(headers: Any = headers, content: bytes = content, encoding: Any = encoding) -> Any:
+                response = httpx.Response(200, headers=headers, content=content,
+                                          request=httpx.Request("POST", "http://loopback/"))
+                if encoding is not None:
+                    response.encoding = encoding
+                return response
+            for typ_label, typ in (("model", models.ChatCompletionResponse), ("any", Any), ("dict", Dict[str, Any])):
+                results[f"{target}/unmarshal_json_response/{label}/{typ_label}"] = _outcome(
+                    lambda typ=typ, answer=answer: response_json(typ, answer()))
         results[f"{target}/unmarshal/list"] = _outcome(
             lambda: utils.unmarshal([{"role": "user", "content": "hi"}], List[models.UserMessage]))
         results[f"{target}/unmarshal/validation-error"] = _outcome(lambda: utils.unmarshal_json(

@@ -56,8 +56,9 @@ def test_caches_are_used_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     from mistralai.client import models, utils
 
     fastpath.clear()
-    for _ in range(3):
+    for _ in range(3):  # a model class validates by itself; a list of them needs the wrapper
         utils.unmarshal_json('{"role": "user", "content": "hi"}', models.UserMessage)
+        utils.unmarshal_json('[{"role": "user", "content": "hi"}]', typing.List[models.UserMessage])
     assert fastpath.cache_info()["models"]["misses"] == 1  # built once, then reused
     typ = typing.List[models.UserMessage]
     first = fastpath.cached_model("M", typ, lambda: type("Built", (), {}))
@@ -289,3 +290,47 @@ def test_an_invalid_construction_raises_pydantics_error_for_every_argument() -> 
     with pytest.raises(pydantic.ValidationError) as missing:
         Request(n=UNSET)
     assert missing.value.errors()[0]["input"] == {"n": UNSET}  # the arguments as given
+
+
+@pytest.mark.bites
+def test_a_utf8_answer_is_parsed_from_its_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mistralai.client import models
+    from mistralai.client.utils.unmarshal_json_response import unmarshal_json_response
+
+    def answer(content: bytes, content_type: str = "application/json") -> Any:
+        return differential.httpx.Response(200, headers={"content-type": content_type}, content=content,
+                                           request=differential.httpx.Request("POST", "http://loopback/"))
+
+    monkeypatch.setattr(differential.httpx.Response, "text", property(lambda self: pytest.fail("text decoded")))
+    parsed = unmarshal_json_response(models.ChatCompletionResponse, answer(differential._ANSWER))
+    assert parsed.model_dump(mode="json", by_alias=True)["id"] == differential.COMPLETION["id"]
+
+
+def test_utf8_json_leaves_every_other_body_to_upstream() -> None:
+    httpx = differential.httpx
+
+    def answer(content: bytes, headers: Any = None, encoding: Any = None) -> Any:
+        response = httpx.Response(200, headers=headers or {"content-type": "application/json"}, content=content)
+        if encoding is not None:
+            response.encoding = encoding
+        return response
+
+    assert fastpath.utf8_json(answer(b'{"a": "\xc3\xa9"}')) == {"a": "\u00e9"}
+    assert fastpath.utf8_json(answer(b'{"a": 1}', encoding="utf-8")) == {"a": 1}
+    assert fastpath.utf8_json(answer(b'{"a": 1}', {})) == {"a": 1}  # no content type: the default encoding
+    not_parsed = [
+        answer(b'{"a": 1}', {"content-type": "application/json; charset=utf-8"}),  # a parameter: upstream's
+        answer(b'{"a": 1}', encoding="latin-1"),
+        answer(b'{"a": "\xff"}'),  # not UTF-8: upstream's text has U+FFFD
+        answer(b"{oops"),
+    ]
+    read = answer(b'{"a": 1}')
+    assert read.text
+    not_parsed.append(read)  # the text exists already
+    assert all(fastpath.utf8_json(r) is fastpath.NOT_PARSED for r in not_parsed)
+    autodetect = httpx.Response(200, headers={"content-type": "application/json"}, content=b'{"a": 1}',
+                                default_encoding=lambda content: "utf-8")
+    assert fastpath.utf8_json(autodetect) is fastpath.NOT_PARSED
+    # The attribute utf8_json reads an encoding set on the response from, in this HTTP library.
+    assert vars(answer(b"{}", encoding="latin-1")).get("_encoding") == "latin-1"
+    assert "_encoding" not in vars(answer(b"{}"))
