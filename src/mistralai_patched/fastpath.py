@@ -265,15 +265,14 @@ class _UnsetArguments:
         self.proven: Set[str] = set()  # seen validated to the sentinel itself and marked set
 
 
-_UNSET_ARGUMENTS: Dict[type, Optional[_UnsetArguments]] = {}
-
-
-def _unset_arguments(cls: type, unset: Any) -> Optional[_UnsetArguments]:
-    known = _UNSET_ARGUMENTS.get(cls, False)
-    if known is not False:
-        return known  # type: ignore[return-value]
+def _unset_arguments(cls: type, unset: Any) -> _UnsetArguments:
+    """The class's :class:`_UnsetArguments`, remembered by its identity (``_ByIdentity``, shared
+    with :func:`cached_model`); no candidates when pydantic must see every argument."""
+    state: Optional[_UnsetArguments] = _BY_IDENTITY.get("unset arguments", cls)
+    if state is not None:
+        return state
     decorators = getattr(cls, "__pydantic_decorators__", None)
-    state: Optional[_UnsetArguments] = None
+    candidates: FrozenSet[str] = frozenset()
     # Validators of any kind (an attribute pydantic renamed counts as one) and model_post_init
     # could see which arguments were passed: such a class is left to pydantic.
     validators = ("validators", "field_validators", "root_validators", "model_validators")
@@ -290,10 +289,8 @@ def _unset_arguments(cls: type, unset: Any) -> Optional[_UnsetArguments]:
             and field.alias in (None, name)
             and field.validation_alias in (None, name)
         )
-        state = _UnsetArguments(candidates) if candidates else None
-    if len(_UNSET_ARGUMENTS) >= MAX_ENTRIES:
-        _UNSET_ARGUMENTS.clear()
-    _UNSET_ARGUMENTS[cls] = state
+    state = _UnsetArguments(candidates)
+    _BY_IDENTITY.put("unset arguments", cls, state)
     return state
 
 
@@ -324,10 +321,10 @@ def init_model(self: Any, data: Dict[str, Any], pydantic_init: Callable[..., Non
         pydantic.ValidationError: As ``pydantic_init(self, **data)`` raises it.
     """
     state = _unset_arguments(type(self), unset)
-    if state is None:
+    candidates, proven = state.candidates, state.proven
+    if not candidates:
         pydantic_init(self, **data)
         return
-    candidates, proven = state.candidates, state.proven
     kept: Dict[str, Any] = {}
     left_out: List[str] = []
     learning = False
@@ -531,4 +528,3 @@ def clear() -> None:
     _BY_IDENTITY.clear()
     _HINTS.clear()
     _SELF_VALIDATING.clear()
-    _UNSET_ARGUMENTS.clear()
