@@ -144,6 +144,16 @@ RESPONSE_BODIES: Dict[str, Any] = {
 }
 
 
+def json_answer(content: bytes, headers: Any = None, encoding: Any = None) -> Any:
+    """A read 200 answer of the line's HTTP library: ``content`` with ``headers`` (default
+    ``application/json``), and ``encoding`` set on it when given (``response.encoding = ...``)."""
+    response = httpx.Response(200, headers={"content-type": "application/json"} if headers is None else headers,
+                              content=content, request=httpx.Request("POST", "http://loopback/"))
+    if encoding is not None:
+        response.encoding = encoding
+    return response
+
+
 def _splits(body: bytes) -> Dict[str, List[bytes]]:
     rng = random.Random(len(body))
     cuts = sorted(rng.sample(range(1, len(body)), min(12, len(body) - 1)))
@@ -439,15 +449,9 @@ def evaluate() -> Dict[str, Any]:
         results[f"{target}/unmarshal/not-json"] = _outcome(lambda: utils.unmarshal_json("{oops", models.ChatCompletionResponse))
         response_json = importlib.import_module(pkg + ".utils.unmarshal_json_response").unmarshal_json_response
         for label, (headers, content, encoding) in RESPONSE_BODIES.items():
-            def answer(headers: Any = headers, content: bytes = content, encoding: Any = encoding) -> Any:
-                response = httpx.Response(200, headers=headers, content=content,
-                                          request=httpx.Request("POST", "http://loopback/"))
-                if encoding is not None:
-                    response.encoding = encoding
-                return response
             for typ_label, typ in (("model", models.ChatCompletionResponse), ("any", Any), ("dict", Dict[str, Any])):
                 results[f"{target}/unmarshal_json_response/{label}/{typ_label}"] = _outcome(
-                    lambda typ=typ, answer=answer: response_json(typ, answer()))
+                    lambda typ=typ, h=headers, c=content, e=encoding: response_json(typ, json_answer(c, h, e)))
         results[f"{target}/unmarshal/list"] = _outcome(
             lambda: utils.unmarshal([{"role": "user", "content": "hi"}], List[models.UserMessage]))
         results[f"{target}/unmarshal/validation-error"] = _outcome(lambda: utils.unmarshal_json(

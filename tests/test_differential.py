@@ -297,23 +297,13 @@ def test_a_utf8_answer_is_parsed_from_its_bytes(monkeypatch: pytest.MonkeyPatch)
     from mistralai.client import models
     from mistralai.client.utils.unmarshal_json_response import unmarshal_json_response
 
-    def answer(content: bytes, content_type: str = "application/json") -> Any:
-        return differential.httpx.Response(200, headers={"content-type": content_type}, content=content,
-                                           request=differential.httpx.Request("POST", "http://loopback/"))
-
     monkeypatch.setattr(differential.httpx.Response, "text", property(lambda self: pytest.fail("text decoded")))
-    parsed = unmarshal_json_response(models.ChatCompletionResponse, answer(differential._ANSWER))
+    parsed = unmarshal_json_response(models.ChatCompletionResponse, differential.json_answer(differential._ANSWER))
     assert parsed.model_dump(mode="json", by_alias=True)["id"] == differential.COMPLETION["id"]
 
 
 def test_utf8_json_leaves_every_other_body_to_upstream() -> None:
-    httpx = differential.httpx
-
-    def answer(content: bytes, headers: Any = None, encoding: Any = None) -> Any:
-        response = httpx.Response(200, headers=headers or {"content-type": "application/json"}, content=content)
-        if encoding is not None:
-            response.encoding = encoding
-        return response
+    httpx, answer = differential.httpx, differential.json_answer
 
     assert fastpath.utf8_json(answer(b'{"a": "\xc3\xa9"}')) == {"a": "\u00e9"}
     assert fastpath.utf8_json(answer(b'{"a": 1}', encoding="utf-8")) == {"a": 1}
