@@ -433,6 +433,64 @@ def constructions(pkg: str) -> Dict[str, Any]:
     return results
 
 
+class _Role(enum.Enum):
+    USER = "user"
+
+
+class _Tagged:
+    """An object carrying the discriminator as an attribute (``role``, ``ROLE``, or both)."""
+
+    def __init__(self, **attrs: Any) -> None:
+        self.__dict__.update(attrs)
+
+    def __repr__(self) -> str:
+        return f"_Tagged({sorted(self.__dict__.items())!r})"
+
+
+class _Raising:
+    """An object whose discriminator attribute raises something other than AttributeError."""
+
+    @property
+    def role(self) -> str:
+        raise RuntimeError("no role here")
+
+    def __repr__(self) -> str:
+        return "_Raising()"
+
+
+DISCRIMINATED = {  # values pydantic may hand a discriminator callable, and odd ones
+    "dict": {"role": "user", "content": "hi"},
+    "dict-int": {"role": 3},
+    "dict-enum": {"role": _Role.USER},
+    "nested-dict": {"message": {"role": "tool"}},
+    "nested-list": {"items": [{"x": 1}, {"role": "assistant"}]},
+    "nested-deep": {"a": {"b": [{"c": {"role": "system"}}]}},
+    "nested-tuple": {"items": ({"role": "user"},)},
+    "list": [{"x": 1}, {"role": "user"}],
+    "list-empty": [],
+    "attribute": _Tagged(role="assistant"),
+    "attribute-enum": _Tagged(role=_Role.USER),
+    "attribute-upper": _Tagged(ROLE="tool"),
+    "attribute-both": _Tagged(role="a", ROLE="b"),
+    "attribute-none": _Tagged(role=None),
+    "attribute-raises": _Raising(),
+    "missing": {"content": "hi"},
+    "string": "user",
+    "none": None,
+}
+
+
+def discriminators(pkg: str) -> Dict[str, Any]:
+    """``utils.get_discriminator`` of ``pkg`` on every value of :data:`DISCRIMINATED`, by
+    attribute ``role`` and key ``role``, and by ``type``/``type`` on the dicts."""
+    get = importlib.import_module(pkg + ".utils").get_discriminator
+    results: Dict[str, Any] = {}
+    for label, value in DISCRIMINATED.items():
+        results[f"{pkg}/discriminator/{label}"] = _outcome(lambda v=value: get(v, "role", "role"))
+        results[f"{pkg}/discriminator/{label}/type"] = _outcome(lambda v=value: get(v, "type", "role"))
+    return results
+
+
 def evaluate() -> Dict[str, Any]:
     results: Dict[str, Any] = {}
     for target in TARGETS:
@@ -505,6 +563,7 @@ def evaluate() -> Dict[str, Any]:
     results.update(sent_requests())
     for target in TARGETS:
         results.update(constructions(target_module(target)))
+        results.update(discriminators(target_module(target)))
     utils = importlib.import_module("mistralai.client.utils")
     list_request = mistral_models.ListModelsV1ModelsGetRequest() if hasattr(mistral_models, "ListModelsV1ModelsGetRequest") else None
     if list_request is not None:

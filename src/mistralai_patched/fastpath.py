@@ -16,6 +16,9 @@ the caller's builder runs every time, as upstream does.
 methods pass every optional argument left out as ``UNSET``, and pydantic validated each against
 its union on every call; once shown to give ``UNSET`` itself, such an argument is left out.
 
+:func:`find_discriminator` is upstream's ``get_discriminator`` search (``utils/annotations.py``)
+without the nested functions it defines on every call, which left a reference cycle each time.
+
 Per server-sent event, upstream's ``_parse_event`` decodes the block, splits it into lines with a
 regular expression, parses the data with ``json.loads``, turns the event into a dict, serialises
 it with ``json.dumps``, and the decoder parses that text again (``pydantic_core.from_json``)
@@ -30,6 +33,7 @@ errors are upstream's.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import json
 import re
@@ -56,6 +60,7 @@ __all__ = [
     "NOT_PARSED",
     "utf8_json",
     "EventJSON",
+    "find_discriminator",
     "parse_event",
     "cache_info",
     "clear",
@@ -420,6 +425,73 @@ def boundary_pattern(boundaries: Tuple[bytes, ...]) -> "re.Pattern[bytes]":
     byte loop in ``utils/eventstreaming.py`` finds first at or after ``i``; a boundary that does
     not fit before the end of the buffer does not match, as there."""
     return re.compile(b"|".join(re.escape(b) for b in boundaries))
+
+
+def _field_discriminator(field: Any, fieldname: str, upper_fieldname: str, key: str) -> Optional[str]:
+    # Upstream's get_discriminator.<locals>.get_field_discriminator, the names passed in.
+    if isinstance(field, dict):
+        if key in field:
+            return f"{field[key]}"
+    if hasattr(field, fieldname):
+        attr = getattr(field, fieldname)
+        if isinstance(attr, enum.Enum):
+            return f"{attr.value}"
+        return f"{attr}"
+    if hasattr(field, upper_fieldname):
+        attr = getattr(field, upper_fieldname)
+        if isinstance(attr, enum.Enum):
+            return f"{attr.value}"
+        return f"{attr}"
+    return None
+
+
+def _nested_discriminator(obj: Any, fieldname: str, upper_fieldname: str, key: str) -> Optional[str]:
+    # Upstream's get_discriminator.<locals>.search_nested_discriminator, the names passed in.
+    discriminator = _field_discriminator(obj, fieldname, upper_fieldname, key)
+    if discriminator is not None:
+        return discriminator
+    if isinstance(obj, dict):
+        for value in obj.values():
+            if isinstance(value, list):
+                for item in value:
+                    nested = _nested_discriminator(item, fieldname, upper_fieldname, key)
+                    if nested is not None:
+                        return nested
+            elif isinstance(value, dict):
+                nested = _nested_discriminator(value, fieldname, upper_fieldname, key)
+                if nested is not None:
+                    return nested
+    return None
+
+
+def find_discriminator(model: Any, fieldname: str, key: str) -> Optional[str]:
+    """The discriminator value upstream's ``get_discriminator`` (``utils/annotations.py``) finds
+    in ``model`` (a dict, a model instance, or a list of them), or None where upstream raises
+    ``ValueError``; the same search in the same order, with the same string results.
+
+    Upstream defines its two search functions inside ``get_discriminator`` on every call; they
+    refer to each other and to themselves through closure cells, so every call leaves a reference
+    cycle of 11 objects that only the garbage collector frees. pydantic calls it for every value of
+    a discriminated union, on validation and on serialization (33 such objects per chat request).
+    Here the functions are module-level and take the names as arguments: no cycle.
+
+    Args:
+        model: The value pydantic passes to the union's discriminator callable.
+        fieldname: The discriminator attribute name (e.g. ``"role"``); its upper-case form is
+            tried as well, as upstream does.
+        key: The discriminator key in a dict.
+
+    Raises:
+        Whatever the value's attribute access raises, and ``RecursionError`` for a nesting
+        deeper than the recursion limit, as upstream.
+    """
+    upper_fieldname = fieldname.upper()
+    if isinstance(model, list):
+        for field in model:
+            discriminator = _nested_discriminator(field, fieldname, upper_fieldname, key)
+            if discriminator is not None:
+                return discriminator
+    return _nested_discriminator(model, fieldname, upper_fieldname, key)
 
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
