@@ -122,3 +122,72 @@ def test_a_call_leaves_no_garbage_cycles(target: str, asynchronous: bool) -> Non
     # None expected; fewer than one per call leaves room for another thread's garbage.
     assert len(left) < calls, f"{len(left)} objects in reference cycles after {calls} calls: " + ", ".join(
         sorted({type(o).__qualname__ for o in left}))
+
+
+def _count_parses(monkeypatch: pytest.MonkeyPatch, library: Any) -> List[str]:
+    """Every URL string the library parses into a ``URL`` from now on."""
+    parsed: List[str] = []
+    init = library.URL.__init__
+
+    def counting(self: Any, url: Any = "", **kwargs: Any) -> None:
+        if isinstance(url, str):
+            parsed.append(url)
+        init(self, url, **kwargs)
+
+    monkeypatch.setattr(library.URL, "__init__", counting)
+    return parsed
+
+
+@pytest.mark.bites
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_request_url_is_parsed_once_per_string(target: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx's own clients get the request URL parsed (``fastpath.parsed_url``): the same
+    operation again parses no URL string; upstream passed the string, parsed on every request.
+    The request's URL is the same."""
+    seen: List[str] = []
+
+    def answer(request: Any) -> Any:
+        seen.append(str(request.url))
+        return _answer(request)
+
+    sdk = make_sdk(target, "http://loopback", client=httpx.Client(transport=httpx.MockTransport(answer)))
+    sdk.chat.complete(model="m", messages=MESSAGES)
+    parsed = _count_parses(monkeypatch, httpx)
+    for _ in range(3):
+        sdk.chat.complete(model="m", messages=MESSAGES)
+    assert parsed == []
+    assert len(set(seen)) == 1 and seen[0].startswith("http://loopback/")
+
+
+def test_other_clients_get_the_url_string(library: Any) -> None:
+    """A subclass of the library's client (which may override ``build_request``), or a client of
+    one's own, gets the string upstream passes; an unparsable URL raises the library's own error
+    and is not remembered."""
+    from mistralai_patched import fastpath
+
+    class Subclass(library.Client):
+        pass
+
+    url = "http://loopback/v1/chat/completions"
+    assert fastpath.parsed_url(Subclass(), url) is url
+    assert fastpath.parsed_url(object(), url) is url
+    for client in (library.Client(), library.AsyncClient()):
+        parsed = fastpath.parsed_url(client, url)
+        assert type(parsed) is library.URL and parsed == library.URL(url)
+        assert fastpath.parsed_url(client, url) is parsed
+    with pytest.raises(library.InvalidURL) as raised:
+        fastpath.parsed_url(library.Client(), "http://example.com:abc/")
+    with pytest.raises(library.InvalidURL) as expected:
+        library.URL("http://example.com:abc/")
+    assert str(raised.value) == str(expected.value)
+    assert "http://example.com:abc/" not in {url for _, url in fastpath._PARSED_URLS}
+
+
+def test_parsed_urls_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mistralai_patched import fastpath
+
+    monkeypatch.setattr(fastpath, "MAX_ENTRIES", 4)
+    client = httpx.Client()
+    for i in range(10):
+        fastpath.parsed_url(client, f"http://loopback/v1/files/{i}")
+    assert len(fastpath._PARSED_URLS) <= 4
