@@ -23,6 +23,7 @@ same value, which is what the decoder's contract is.
 from __future__ import annotations
 
 import asyncio
+import collections
 import collections.abc
 import datetime
 import enum
@@ -491,6 +492,26 @@ def discriminators(pkg: str) -> Dict[str, Any]:
     return results
 
 
+def model_containment(pkg: str) -> Dict[str, Any]:
+    """``utils.serializers._contains_pydantic_model`` of ``pkg`` (which decides whether
+    ``get_pydantic_model`` validates or coerces) on plain values and on models at every depth,
+    in lists, dicts, their subclasses and tuples."""
+    serializers = importlib.import_module(pkg + ".utils.serializers")
+    models = importlib.import_module(pkg + ".models")
+    unset = importlib.import_module(pkg + ".types").UNSET
+    message = models.UserMessage(content="hi")
+    values = {
+        "none": None, "string": "x", "int": 1, "bool": True, "empty-list": [], "empty-dict": {},
+        "dicts": [{"role": "user", "content": "hi"}], "model": message, "unset": unset,
+        "in-list": [{"a": 1}, message], "in-dict": {"a": {"b": [message]}}, "in-tuple": ({"a": message},),
+        "in-list-subclass": type("ListSubclass", (list,), {})([message]),
+        "in-dict-subclass": collections.OrderedDict(a=[message]), "in-set": {1, 2},
+        "pydantic-model": pydantic.create_model("Plain")(), "model-class": type(message),
+    }
+    return {f"{pkg}/contains_model/{label}": _outcome(lambda v=value: serializers._contains_pydantic_model(v))
+            for label, value in values.items()}
+
+
 def evaluate() -> Dict[str, Any]:
     results: Dict[str, Any] = {}
     for target in TARGETS:
@@ -564,6 +585,7 @@ def evaluate() -> Dict[str, Any]:
     for target in TARGETS:
         results.update(constructions(target_module(target)))
         results.update(discriminators(target_module(target)))
+        results.update(model_containment(target_module(target)))
     utils = importlib.import_module("mistralai.client.utils")
     list_request = mistral_models.ListModelsV1ModelsGetRequest() if hasattr(mistral_models, "ListModelsV1ModelsGetRequest") else None
     if list_request is not None:
