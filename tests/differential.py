@@ -405,9 +405,11 @@ def constructions(pkg: str) -> Dict[str, Any]:
     passed ``UNSET``; three times (the fork leaves proven ``UNSET`` arguments out from the second
     time on), then with one of them passed None, and without the required fields (the error).
     Compared: ``model_dump`` (JSON mode), ``model_fields_set``, the values that are ``UNSET``
-    itself, and errors."""
+    itself, the request body ``utils.marshal_json`` writes (the fork leaves ``UNSET`` fields out of
+    it from the second time on), and errors."""
     models = importlib.import_module(pkg + ".models")
     unset = importlib.import_module(pkg + ".types").UNSET
+    marshal_json = importlib.import_module(pkg + ".utils").marshal_json
     results: Dict[str, Any] = {}
     for name in sorted(getattr(models, "__all__", dir(models))):
         cls = getattr(models, name, None)
@@ -422,7 +424,8 @@ def constructions(pkg: str) -> Dict[str, Any]:
         def build(kwargs: Dict[str, Any], cls: Any = cls) -> Any:
             model = cls(**kwargs)
             return {"dump": model.model_dump(mode="json"), "set": sorted(model.model_fields_set),
-                    "unset": sorted(n for n in type(model).model_fields if getattr(model, n) is unset)}
+                    "unset": sorted(n for n in type(model).model_fields if getattr(model, n) is unset),
+                    "json": _outcome(lambda: marshal_json(model, cls))}
 
         all_unset = dict(required, **{n: unset for n in left_out})
         results[f"{pkg}/construct/{name}"] = {

@@ -324,3 +324,66 @@ def test_utf8_json_leaves_every_other_body_to_upstream() -> None:
     # The attribute utf8_json reads an encoding set on the response from, in this HTTP library.
     assert vars(answer(b"{}", encoding="latin-1")).get("_encoding") == "latin-1"
     assert "_encoding" not in vars(answer(b"{}"))
+
+
+def _all_unset_request() -> Any:
+    from mistralai.client import models
+    from mistralai.client.types import UNSET
+
+    fields = models.ChatCompletionRequest.model_fields
+    return models.ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "hi"}],
+                                        **{n: UNSET for n, f in fields.items() if f.default is UNSET})
+
+
+@pytest.mark.bites
+def test_unset_fields_are_left_out_of_a_request_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``marshal_json`` dumps a request model without its ``UNSET`` fields once its class has
+    been seen to give the same body so (``fastpath.dump_model``); upstream serialized each one,
+    through every member of its union, to drop it afterwards."""
+    from mistralai.client import models, utils
+    from mistralai.client.types import UNSET
+
+    fastpath.clear()
+    request = _all_unset_request()
+    unset = {n for n in type(request).model_fields if getattr(request, n) is UNSET}
+    dumps: List[Dict[str, Any]] = []
+    dump = models.ChatCompletionRequest.model_dump
+
+    def recording(self: Any, **kwargs: Any) -> Any:
+        dumps.append(kwargs)
+        return dump(self, **kwargs)
+
+    monkeypatch.setattr(models.ChatCompletionRequest, "model_dump", recording)
+    bodies = [utils.marshal_json(request, models.ChatCompletionRequest) for _ in range(3)]
+    assert bodies == ['{"model":"m","messages":[{"content":"hi","role":"user"}],"stream":false}'] * 3
+    assert len(unset) > 10 and dumps and dumps[-1].get("exclude") == unset
+
+
+def test_a_serializer_that_keeps_unset_gets_its_own_dump() -> None:
+    """A model class whose serializer does not drop ``UNSET`` (here: none of its own, so the
+    sentinel is written) is dumped whole every time: the check of its first dump refuses it."""
+    from mistralai.client import utils
+    from mistralai.client.types import UNSET, BaseModel, OptionalNullable
+
+    fastpath.clear()
+
+    class Plain(BaseModel):
+        model: str
+        n: OptionalNullable[int] = UNSET
+
+    upstream = json.dumps(Plain(model="m", n=UNSET).model_dump(by_alias=True, mode="json", exclude_none=True),
+                          separators=(",", ":"))
+    assert "~?~unset~?~sentinel~?~" in upstream
+    assert [utils.marshal_json(Plain(model="m", n=UNSET), Plain) for _ in range(3)] == [upstream] * 3
+
+
+def test_dump_verdicts_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mistralai.client import models, utils
+
+    fastpath.clear()
+    monkeypatch.setattr(fastpath, "MAX_ENTRIES", 3)
+    request = _all_unset_request()
+    for field in ["temperature", "top_p", "max_tokens", "random_seed", "n"]:
+        varied = request.model_copy(update={field: 1})
+        utils.marshal_json(varied, models.ChatCompletionRequest)
+    assert len(fastpath._DUMP_CHECKED) <= 3
