@@ -634,7 +634,7 @@ def dump_model(model: Any, unset_class: type) -> Any:
         What that dump raises (``PydanticSerializationError``...): any failure of the shorter
         dump falls back to it.
     """
-    unset = tuple(name for name, value in model.__dict__.items() if type(value) is unset_class)
+    unset = tuple([name for name, value in model.__dict__.items() if type(value) is unset_class])
     key = (type(model), unset)
     verdict = _DUMP_CHECKED.get(key) if unset else False
     if verdict is False:

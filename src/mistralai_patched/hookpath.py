@@ -67,15 +67,19 @@ _SDK_HOOKS_MODULES = frozenset(f"{target}._hooks.sdkhooks" for target in targets
 Check = Callable[[Any, str, Any, Tuple[Any, ...]], bool]
 
 
+_FUNCTION = types.FunctionType
+_NO_ATTRIBUTES: Dict[str, Any] = {}
+
+
 def _own_method(obj: Any, name: str) -> bool:
     """``obj.<name>`` is the plain function its class defines in its own module: not replaced on
     the instance, nor wrapped on the class (by an instrumentation package, say)."""
     cls = type(obj)
-    function = vars(cls).get(name)
+    function = cls.__dict__.get(name)
     return (
-        name not in getattr(obj, "__dict__", {})
-        and type(function) is types.FunctionType
+        type(function) is _FUNCTION
         and function.__module__ == cls.__module__
+        and name not in getattr(obj, "__dict__", _NO_ATTRIBUTES)
     )
 
 
