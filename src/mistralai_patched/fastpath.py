@@ -37,7 +37,6 @@ import enum
 import functools
 import json
 import re
-import sys
 import threading
 import typing
 from collections import OrderedDict
@@ -72,6 +71,14 @@ __all__ = [
 
 MAX_ENTRIES: int = 1024
 """Bound on entries per cache (model classes; type-hint dicts)."""
+
+
+def _store(table: Dict[Any, Any], key: Any, value: Any) -> None:
+    """``table[key] = value``, the table emptied first when it holds :data:`MAX_ENTRIES` entries:
+    the bound of every plain table here (entries cost no more to rebuild than to keep)."""
+    if len(table) >= MAX_ENTRIES:
+        table.clear()
+    table[key] = value
 
 
 class _BoundedCache:
@@ -134,9 +141,7 @@ class _ByIdentity:
         return hit[1] if hit is not None and hit[0] is typ else None
 
     def put(self, name: str, typ: Any, value: Any) -> None:
-        if len(self._data) >= MAX_ENTRIES:
-            self._data.clear()
-        self._data[(name, id(typ))] = (typ, value)
+        _store(self._data, (name, id(typ)), (typ, value))
 
     def clear(self) -> None:
         self._data.clear()
@@ -218,10 +223,8 @@ def remember_validates_to_itself(typ: Any, value: Any, result: Any) -> None:
     every time, as upstream does."""
     if result is not value:
         return
-    if len(_SELF_VALIDATING) >= MAX_ENTRIES:
-        _SELF_VALIDATING.clear()
     try:
-        _SELF_VALIDATING[(typ, type(value))] = True
+        _store(_SELF_VALIDATING, (typ, type(value)), True)
     except TypeError:
         pass
 
@@ -410,18 +413,22 @@ _URL_CLASSES: Dict[type, Optional[type]] = {}
 _PARSED_URLS: Dict[Tuple[type, str], Any] = {}
 
 
-def _url_class(client_type: type) -> Optional[type]:
-    """The ``URL`` class of the HTTP library whose ``Client`` or ``AsyncClient`` is exactly
-    ``client_type`` (httpx or httpx2), else None."""
+def _url_class(client: Any) -> Optional[type]:
+    """The ``URL`` class of the HTTP library (:func:`release.http_library`) whose ``Client`` or
+    ``AsyncClient`` is exactly ``client``'s class (httpx or httpx2), else None; per class."""
+    client_type = type(client)
     try:
         return _URL_CLASSES[client_type]
     except KeyError:
         pass
-    library = sys.modules.get(client_type.__module__.partition(".")[0])
-    url_class = None
-    if library is not None and client_type in (getattr(library, "Client", None), getattr(library, "AsyncClient", None)):
-        url_class = getattr(library, "URL", None)
-    _URL_CLASSES[client_type] = url_class
+    from .release import http_library  # not at import: models alone need none of it
+
+    try:
+        library = http_library(client)
+    except TypeError:  # not a class of httpx or httpx2
+        library = None
+    url_class = library.URL if library is not None and client_type in (library.Client, library.AsyncClient) else None
+    _store(_URL_CLASSES, client_type, url_class)
     return url_class
 
 
@@ -448,16 +455,14 @@ def parsed_url(client: Any, url: str) -> Any:
         The library's ``InvalidURL`` for a URL it cannot parse, as its ``build_request`` would
         (nothing is cached then).
     """
-    url_class = _url_class(type(client))
+    url_class = _url_class(client)
     if url_class is None:
         return url
     key = (url_class, url)
     parsed = _PARSED_URLS.get(key)
     if parsed is None:
         parsed = url_class(url)
-        if len(_PARSED_URLS) >= MAX_ENTRIES:
-            _PARSED_URLS.clear()
-        _PARSED_URLS[key] = parsed
+        _store(_PARSED_URLS, key, parsed)
     return parsed
 
 
@@ -491,16 +496,12 @@ def _field_discriminator(field: Any, fieldname: str, upper_fieldname: str, key: 
     if isinstance(field, dict):
         if key in field:
             return f"{field[key]}"
-    if hasattr(field, fieldname):
-        attr = getattr(field, fieldname)
-        if isinstance(attr, enum.Enum):
-            return f"{attr.value}"
-        return f"{attr}"
-    if hasattr(field, upper_fieldname):
-        attr = getattr(field, upper_fieldname)
-        if isinstance(attr, enum.Enum):
-            return f"{attr.value}"
-        return f"{attr}"
+    for name in (fieldname, upper_fieldname):  # upstream's two twin branches, in its order
+        if hasattr(field, name):
+            attr = getattr(field, name)
+            if isinstance(attr, enum.Enum):
+                return f"{attr.value}"
+            return f"{attr}"
     return None
 
 
@@ -650,9 +651,7 @@ def dump_model(model: Any, unset_class: type) -> Any:
         return dumped
     full = model.model_dump(by_alias=True, mode="json", exclude_none=True)
     if verdict is None:
-        if len(_DUMP_CHECKED) >= MAX_ENTRIES:
-            _DUMP_CHECKED.clear()
-        _DUMP_CHECKED[key] = _same_json(full, dumped)
+        _store(_DUMP_CHECKED, key, _same_json(full, dumped))
     return full
 
 
