@@ -8,8 +8,10 @@ import asyncio
 import importlib
 import json
 import logging
+import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
@@ -63,31 +65,19 @@ def test_a_logger_of_ones_own_gets_the_request_and_response(target: str, asynchr
     assert "Response:\nStatus Code: 200" in text and "cmpl-loopback" in text  # with the body read
 
 
+_HTTP_PACKAGES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2", "h11", "h2"})
 
 
-_CYCLES_SCRIPT = r"""
-import asyncio, gc, json, sys
-from mistralai_patched import line_library
-from mistralai_patched.harness import make_sdk
-from mistralai_patched.loopback import completion_reply
+def _left_in_cycles(call: Any, calls: int) -> List[str]:
+    """The types of the objects ``calls`` runs of ``call()`` leave in reference cycles (found by
+    the garbage collector, off meanwhile), but for the cycles of the HTTP library's own objects."""
+    import gc
 
-httpx = line_library()
-COMPLETION = b"".join(completion_reply().chunks)
-MESSAGES = [{"role": "user", "content": "hi"}]
-HTTP_PACKAGES = {"httpx", "httpx2", "httpcore", "httpcore2", "h11", "h2"}
-CALLS = 10
-
-
-def answer(request):
-    return httpx.Response(200, headers={"content-type": "application/json"}, content=COMPLETION)
-
-
-def left_in_cycles(call):
     call()  # imports, model classes and caches: built once, kept
     gc.collect()
     gc.disable()
     try:
-        for _ in range(CALLS):
+        for _ in range(calls):
             call()
         gc.set_debug(gc.DEBUG_SAVEALL)
         gc.collect()
@@ -97,8 +87,8 @@ def left_in_cycles(call):
         del gc.garbage[:]
         gc.enable()
     in_garbage = {id(o) for o in garbage}
-    stack = [o for o in garbage if type(o).__module__.split(".")[0] in HTTP_PACKAGES]
-    library = set()
+    stack = [o for o in garbage if type(o).__module__.split(".")[0] in _HTTP_PACKAGES]
+    library: set = set()
     while stack:  # everything reachable from the library's objects within the garbage is theirs
         obj = stack.pop()
         if id(obj) not in library:
@@ -107,18 +97,29 @@ def left_in_cycles(call):
     return sorted(type(o).__qualname__ for o in garbage if id(o) not in library)
 
 
-found = {}
-for target in sys.argv[1:]:
-    transport = httpx.MockTransport(answer)
-    sdk = make_sdk(target, "http://loopback", client=httpx.Client(transport=transport))
-    found[target + "-sync"] = left_in_cycles(lambda: sdk.chat.complete(model="m", messages=MESSAGES))
-    sdk = make_sdk(target, "http://loopback", async_client=httpx.AsyncClient(transport=transport))
+def _cycles_of(target: str, calls: int) -> Dict[str, List[str]]:
+    """:func:`_left_in_cycles` of chat calls of ``target``, sync and async."""
+    transport = httpx.MockTransport(_answer)
+    client_sdk = make_sdk(target, "http://loopback", client=httpx.Client(transport=transport))
+    async_sdk = make_sdk(target, "http://loopback", async_client=httpx.AsyncClient(transport=transport))
     loop = asyncio.new_event_loop()
-    found[target + "-async"] = left_in_cycles(
-        lambda: loop.run_until_complete(sdk.chat.complete_async(model="m", messages=MESSAGES)))
-    loop.close()
-print(json.dumps(found))
-"""
+    try:
+        return {
+            f"{target}-sync": _left_in_cycles(lambda: client_sdk.chat.complete(model="m", messages=MESSAGES), calls),
+            f"{target}-async": _left_in_cycles(
+                lambda: loop.run_until_complete(async_sdk.chat.complete_async(model="m", messages=MESSAGES)), calls),
+        }
+    finally:
+        loop.close()
+
+
+def _print_cycles(targets: List[str], calls: int = 10) -> None:
+    """Run in a fresh interpreter by :func:`left_in_cycles`: per target, sync and async, what ten
+    chat calls leave in reference cycles, as JSON on stdout."""
+    found: Dict[str, List[str]] = {}
+    for target in targets:
+        found.update(_cycles_of(target, calls))
+    print(json.dumps(found))
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +129,10 @@ def left_in_cycles() -> Dict[str, List[str]]:
     that no other test's garbage is counted; the cycles of the HTTP library's own objects are not
     counted: httpx (2.x line) binds every response and its byte stream to each other, so each call
     leaves one there, raw httpx alike (httpx2 does not)."""
-    proc = subprocess.run([sys.executable, "-c", _CYCLES_SCRIPT, *TARGETS], capture_output=True, text=True,
-                          timeout=300)
+    tests = str(Path(__file__).resolve().parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in [tests, os.environ.get("PYTHONPATH")] if p))
+    proc = subprocess.run([sys.executable, "-c", "import sys, test_percall; test_percall._print_cycles(sys.argv[1:])",
+                           *TARGETS], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
