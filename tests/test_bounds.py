@@ -1,6 +1,7 @@
 """Every call ends within its time budget and holds bounded memory, whatever the server does:
 stalled bodies we discard, error bodies and unexpected bodies that trickle, compressed bodies,
-streams dropped without being closed; healthy slow answers are not cut.
+success bodies without end, streams dropped without being closed; healthy slow answers are not
+cut.
 
 Real loopback server, real connection pool (``SharedClient``). Time bounds are asserted with a
 wide margin against a stall of 5 s or more: a healthy build ends in about a quarter of a second,
@@ -9,7 +10,8 @@ the bytes objects zlib returns), peak during the call.
 
 Which tests bite: those where pristine upstream fails too (a stream dropped unclosed keeps its
 connection checked out; a compressed final error body is decoded in full; a trickling error body
-or a trickling non-event-stream answer to a stream is read to its end, however long it takes). The stalled-drain
+or a trickling non-event-stream answer to a stream is read to its end, however long it takes; a
+``complete`` answer over ``SUCCESS_MAX_BYTES`` is read and decoded whole). The stalled-drain
 and compressed-retried-body cases guard the fork's own drains: upstream closes retried responses
 unread on 3.x (it leaks them on 2.x's azure/gcp instead), so they are regression tests of ours.
 """
@@ -30,13 +32,13 @@ import pytest
 
 from conftest import MESSAGES, TARGETS, SharedClient
 from mistralai_patched.harness import retry_config, target_module
-from mistralai_patched import line_library
+from mistralai_patched import line_library, release
 from mistralai_patched.bounds import (
     ERROR_TEXT, EVENT_START, GZIP_WBITS, HTML_PAGE, TIMEOUT_MS, compressed, endless_event_reply,
-    first_then as _first_then, gzip_gzip_reply, slow_healthy_reply, stalled_retry_reply, tail_stall_reply,
+    first_then as _first_then, gzip_gzip_reply, huge_completion_reply, slow_healthy_reply, stalled_retry_reply, tail_stall_reply,
     trickle_reply,
 )
-from mistralai_patched.loopback import LoopbackServer, Reply, sse_reply
+from mistralai_patched.loopback import LoopbackServer, Reply, completion_reply, sse_reply
 
 MODES = [pytest.param(True, id="sync"), pytest.param(False, id="async")]
 MIB = 1024 * 1024
@@ -309,6 +311,78 @@ def test_compressed_error_body_is_decoded_within_a_bound(target: str, sync: bool
     assert result.error.status_code == 500
     assert "decoded size over bound" in result.error.body
     assert peak < 24, f"peak traced memory {peak:.0f} MiB"
+    assert tally.responses_left_open == 0 and tally.in_use == 0
+
+
+# ------------------------------------------------- a non-streamed success body over the bound
+
+
+@pytest.mark.bites
+@pytest.mark.parametrize("sync", MODES)
+@pytest.mark.parametrize("framing", ["chunked", "content-length"])
+@pytest.mark.parametrize("target", TARGETS)
+def test_success_body_over_the_bound_ends_with_sdk_error(target: str, framing: str, sync: bool, monkeypatch: Any) -> None:
+    """A valid 40 MiB chat completion with the bound lowered to 1 MiB: the call ends with an
+    ``SDKError`` (status 200) carrying the body's first bytes and a note, having held a few MiB;
+    the response is closed. A chunked body is counted as it arrives; a declared ``Content-Length``
+    over the bound is refused before any of the body is read. Upstream reads every byte."""
+    monkeypatch.setattr(release, "SUCCESS_MAX_BYTES", MIB)
+    with LoopbackServer(huge_completion_reply(40, chunked=framing == "chunked")) as server:
+        (result, tally, _), peak = _peak_mib(lambda: _call(server, sync, target=target, stream=False, timeout_ms=5000))
+    assert isinstance(result.error, _errors_of(target).SDKError), repr(result.error)[:300]
+    assert result.error.status_code == 200
+    assert "over 1048576 bytes" in result.error.body or "more than 1048576 bytes" in result.error.body
+    if framing == "chunked":
+        assert result.error.body.startswith('{"id": "cmpl-huge"')
+    assert peak < 24, f"peak traced memory {peak:.1f} MiB"
+    assert tally.responses_left_open == 0 and tally.in_use == 0
+
+
+@pytest.mark.bites
+@pytest.mark.parametrize("sync", MODES)
+def test_compressed_success_body_is_decoded_within_the_bound(sync: bool, monkeypatch: Any) -> None:
+    """A ``200 application/json`` of a few hundred bytes whose ``gzip, gzip`` decodes to 128 MiB,
+    with the bound lowered to 4 MiB: decoded at most that far, then an ``SDKError`` (status 200);
+    the call's peak traced memory stays under 24 MiB. Upstream decodes all 128 MiB."""
+    monkeypatch.setattr(release, "SUCCESS_MAX_BYTES", 4 * MIB)
+    with LoopbackServer(gzip_gzip_reply(200)) as server:
+        (result, tally, _), peak = _peak_mib(lambda: _call(server, sync, stream=False, timeout_ms=5000))
+    assert isinstance(result.error, _errors_of("mistral").SDKError), repr(result.error)[:300]
+    assert result.error.status_code == 200
+    assert "decoded size over 4194304 bytes" in result.error.body
+    assert peak < 24, f"peak traced memory {peak:.1f} MiB"
+    assert tally.responses_left_open == 0 and tally.in_use == 0
+
+
+def _completion_bodies(coding: str) -> Reply:
+    body = completion_reply().chunks[0]
+    if coding == "identity":
+        return Reply(200, {"content-type": "application/json"}, [body[:40], body[40:]], chunked=True)
+    header = "deflate" if coding == "raw-deflate" else coding
+    return Reply(200, {"content-type": "application/json", "content-encoding": header}, [_encoded(body, coding)])
+
+
+@pytest.mark.parametrize("sync", MODES)
+@pytest.mark.parametrize("coding", ["identity", "gzip", "deflate", "raw-deflate"])
+def test_success_bodies_under_the_bound_are_read_and_their_connection_reused(coding: str, sync: bool) -> None:
+    """Answers counted or decoded by the fork (chunked; gzip, deflate) come out as upstream's:
+    the completion parses, and three calls in a row use one connection."""
+    with LoopbackServer(respond=lambda handler: _completion_bodies(coding)) as server:
+        shared = SharedClient("mistral", server.url, sync=sync, pool=2, timeout_ms=5000)
+        if sync:
+            with shared:
+                answers = [shared.sdk.chat.complete(model="m", messages=MESSAGES) for _ in range(3)]
+                tally = shared.tally()
+        else:
+
+            async def run() -> Any:
+                async with shared:
+                    return [await shared.sdk.chat.complete_async(model="m", messages=MESSAGES) for _ in range(3)], shared.tally()
+
+            answers, tally = asyncio.run(run())
+        connections = server.connections_accepted
+    assert [answer.choices[0].message.content for answer in answers] == ["hi"] * 3
+    assert connections == 1
     assert tally.responses_left_open == 0 and tally.in_use == 0
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "tail_stall_reply",
     "slow_healthy_reply",
     "endless_event_reply",
+    "huge_completion_reply",
     "EVENT_START",
     "ENDLESS_EVENT_MIB",
     "ERROR_TEXT",
@@ -166,6 +167,18 @@ ENDLESS_EVENT_MIB = 40
 """Size (MiB) of the event that never ends: well over ``release.EVENT_MAX_BYTES`` (16 MiB)."""
 
 
+def huge_completion_reply(mib: int, chunked: bool = True) -> Reply:
+    """A valid ``200 application/json`` chat completion whose answer is ``mib`` MiB of ``z``, in
+    64 KiB pieces; chunked, or with its ``Content-Length``."""
+    head = (
+        b'{"id": "cmpl-huge", "object": "chat.completion", "created": 0, "model": "loopback", '
+        b'"choices": [{"index": 0, "message": {"role": "assistant", "content": "'
+    )
+    tail = b'"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}'
+    piece = b"z" * (64 * 1024)
+    return Reply(200, {"content-type": "application/json"}, [head] + [piece] * (mib * 16) + [tail], chunked=chunked)
+
+
 def endless_event_reply(size: int = ENDLESS_EVENT_MIB * MIB) -> Reply:
     """A ``200 text/event-stream`` whose first event never ends: :data:`EVENT_START`, then about
     ``size`` bytes of ``z`` in 64 KiB chunks without a blank line, then the end of the body."""
@@ -227,6 +240,12 @@ SCENARIOS: List[Scenario] = [
         "final-bomb",
         "final 500, gzip,gzip body decoding to 128 MiB",
         lambda: always(gzip_gzip_reply(500)),
+    ),
+    Scenario(
+        "huge-complete",
+        "complete answered a valid 512 MiB chat completion (chunked)",
+        lambda: always(huge_completion_reply(512)),
+        stream=False,
     ),
     Scenario(
         "trickling-event",

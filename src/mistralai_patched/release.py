@@ -35,7 +35,7 @@ import zlib
 from dataclasses import dataclass
 from email.message import Message
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, List, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, List, Optional, Tuple, TypeVar, Union
 
 import anyio
 
@@ -62,6 +62,7 @@ __all__ = [
     "success_body",
     "read_body",
     "read_body_async",
+    "SUCCESS_MAX_BYTES",
     "body_text",
     "body_text_async",
     "EventStreamResponse",
@@ -691,26 +692,152 @@ def success_body(response: httpx.Response) -> bool:
     return media_type in SUCCESS_MEDIA_TYPES or media_type.startswith("audio/")
 
 
-def read_body(response: httpx.Response) -> None:
+SUCCESS_MAX_BYTES: int = 128 * 1024 * 1024
+"""Bound, in bytes, on a non-streamed call's success body (see :func:`success_body`): bytes
+received, and bytes after content decoding (gzip, deflate). Upstream reads such a body whole,
+however large, and decodes it whole, so an endless ``200 application/json`` body, or a small
+gzip body that expands a thousandfold, takes all memory. A healthy answer stays far below it: a
+chat completion is kilobytes; the largest answers (OCR pages with their images in base64, or
+embeddings of a large batch) are tens of MB. A call holds about twice the bound at most while
+reading. Read at each call: set it on this module to change it."""
+
+
+def _framing(response: httpx.Response) -> Tuple[List[str], Optional[int]]:
+    """The body's content codings (as :func:`_content_codings` gives them) and its declared
+    length (one ``Content-Length`` of digits, else None), in one pass over the raw headers."""
+    codings: List[str] = []
+    lengths = []
+    for key, value in response.headers.raw:
+        key = key.lower()
+        if key == b"content-length":
+            lengths.append(value)
+        elif key == b"content-encoding":
+            codings += [c.strip().lower() for c in value.decode("latin-1").split(",")]
+    length = int(lengths[0]) if len(lengths) == 1 and lengths[0].isdigit() else None
+    return [c for c in codings if c and c != "identity"], length
+
+
+SDKErrorClass = Callable[[str, Any, str], Exception]
+"""A target's ``errors.SDKError`` (upstream's ``SDKError(message, raw_response, body)``)."""
+
+
+def _over_bound(
+    response: httpx.Response, sdk_error: SDKErrorClass, raw: Union[bytes, bytearray], codings: List[str], reason: str
+) -> Exception:
+    """The ``SDKError`` for a success body over the bound: its first bytes (at most
+    ``DRAIN_MAX_BYTES`` received, decoded when they can be) and the note of :func:`error_body`."""
+    prefix = bytes(raw[:DRAIN_MAX_BYTES])
+    if codings:
+        decoded, _ = decode_bounded(prefix, codings, DRAIN_MAX_BYTES)
+        prefix = decoded if decoded is not None else b""
+    return sdk_error("Response body over bound", response, error_body(response, DrainResult(False, prefix, reason)))
+
+
+def _library_reads(response: httpx.Response, sdk_error: SDKErrorClass) -> Tuple[List[str], bool]:
+    """The body's content codings, and whether the HTTP library's own read is bounded: the body
+    is sent as it is with a declared length within the bound (the library reads no more than
+    that). Raises ``sdk_error`` when the declared length is over the bound."""
+    codings, length = _framing(response)
+    if length is None or codings:
+        return codings, False
+    if length > SUCCESS_MAX_BYTES:
+        raise _over_bound(response, sdk_error, b"", [], f"Content-Length {length} over {SUCCESS_MAX_BYTES} bytes")
+    return codings, True
+
+
+def _check_count(response: httpx.Response, sdk_error: SDKErrorClass, raw: bytearray, codings: List[str]) -> None:
+    if len(raw) > SUCCESS_MAX_BYTES:
+        raise _over_bound(response, sdk_error, raw, codings, f"more than {SUCCESS_MAX_BYTES} bytes")
+
+
+def _counted_body(response: httpx.Response, sdk_error: SDKErrorClass, raw: bytearray, codings: List[str]) -> None:
+    """Make the raw body read in full (within the bound) the response's content, decoded within
+    the bound (gzip, deflate; ``Content-Encoding`` then removed, as the content is decoded), and
+    read it as httpx's ``read()`` does. A coding this module does not decode (br, zstd) is left to
+    the HTTP library. Raises ``sdk_error`` when the decoded body is over the bound."""
+    library = http_library(response)
+    body = bytes(raw)
+    if codings and _decodable(codings):
+        decoded, cut = decode_bounded(body, codings, SUCCESS_MAX_BYTES)
+        if decoded is not None:
+            if cut:
+                response.stream = library.ByteStream(b"")
+                close_now(response)
+                raise _over_bound(response, sdk_error, body, codings, f"decoded size over {SUCCESS_MAX_BYTES} bytes")
+            body = decoded
+            del response.headers["content-encoding"]
+    response.stream = library.ByteStream(body)
+    response.read()
+
+
+def read_body(response: httpx.Response, sdk_error: SDKErrorClass) -> None:
     """Read a non-streamed call's success body (see :func:`success_body`) as
-    ``Client.send(..., stream=False)`` does: ``response.read()``, per-read timeout only; on any
-    error the response is closed at once and the error re-raised, as httpx does.
+    ``Client.send(..., stream=False)`` does, with the request's per-read timeout only, within
+    :data:`SUCCESS_MAX_BYTES` (bytes received and bytes after decoding). On any error the
+    response is closed at once and the error re-raised, as httpx does.
+
+    A body sent as it is with a ``Content-Length`` within the bound is httpx's ``read()``
+    unchanged. Any other body (chunked, or content-coded) is read raw, counted, and then decoded
+    within the bound by this module (gzip, deflate) or by the HTTP library (other codings; not
+    bounded after decoding).
 
     ``do_request`` sends every request with ``stream=True`` and calls this only for success
     bodies, so that error bodies and unexpected bodies are read within a bound
     (:func:`read_error_body`) instead of inside ``send``.
+
+    Args:
+        response: The response, its body unread.
+        sdk_error: The target's ``errors.SDKError`` class.
+
+    Raises:
+        sdk_error: ``"Response body over bound"``, status of the response, with the body's first
+            bytes (at most ``DRAIN_MAX_BYTES`` received) and a note saying how it went over (the
+            response is closed, its connection discarded).
+        httpx.HTTPError: as ``read()`` (``ReadTimeout``, ``RemoteProtocolError``...).
     """
     try:
-        response.read()
+        codings, bounded = _library_reads(response, sdk_error)
+        if bounded:
+            response.read()
+            return
+        raw = bytearray()
+        original = response.stream
+        try:
+            for chunk in original:
+                raw += chunk
+                if len(raw) > SUCCESS_MAX_BYTES:
+                    break
+        except Exception as exc:
+            _add_request(exc, response)
+            raise
+        _check_count(response, sdk_error, raw, codings)
+        original.close()  # body read to its end: the connection goes back to the pool
+        _counted_body(response, sdk_error, raw, codings)
     except BaseException:
         close_now(response)
         raise
 
 
-async def read_body_async(response: httpx.Response) -> None:
-    """Async twin of :func:`read_body` (``await response.aread()``)."""
+async def read_body_async(response: httpx.Response, sdk_error: SDKErrorClass) -> None:
+    """Async twin of :func:`read_body`."""
     try:
-        await response.aread()
+        codings, bounded = _library_reads(response, sdk_error)
+        if bounded:
+            await response.aread()
+            return
+        raw = bytearray()
+        original = response.stream
+        try:
+            async for chunk in original:
+                raw += chunk
+                if len(raw) > SUCCESS_MAX_BYTES:
+                    break
+        except Exception as exc:
+            _add_request(exc, response)
+            raise
+        _check_count(response, sdk_error, raw, codings)
+        await _uncancellable(original.aclose)
+        _counted_body(response, sdk_error, raw, codings)
     except BaseException:
         await close_now_async(response)
         raise
