@@ -319,20 +319,24 @@ def test_compressed_error_body_is_decoded_within_a_bound(target: str, sync: bool
 
 @pytest.mark.bites
 @pytest.mark.parametrize("sync", MODES)
-@pytest.mark.parametrize("framing", ["chunked", "content-length"])
+@pytest.mark.parametrize("framing", ["chunked", "content-length", "chunked-and-small-content-length"])
 @pytest.mark.parametrize("target", TARGETS)
 def test_success_body_over_the_bound_ends_with_sdk_error(target: str, framing: str, sync: bool, monkeypatch: Any) -> None:
     """A valid 40 MiB chat completion with the bound lowered to 1 MiB: the call ends with an
     ``SDKError`` (status 200) carrying the body's first bytes and a note, having held a few MiB;
-    the response is closed. A chunked body is counted as it arrives; a declared ``Content-Length``
-    over the bound is refused before any of the body is read. Upstream reads every byte."""
+    the response is closed. A chunked body is counted as it arrives, also when it declares a small
+    ``Content-Length`` too (h11 frames it by the chunks); a declared ``Content-Length`` over the
+    bound is refused before any of the body is read. Upstream reads every byte."""
     monkeypatch.setattr(release, "SUCCESS_MAX_BYTES", MIB)
-    with LoopbackServer(huge_completion_reply(40, chunked=framing == "chunked")) as server:
+    reply = huge_completion_reply(40, chunked=framing != "content-length")
+    if framing == "chunked-and-small-content-length":
+        reply.headers["content-length"] = "100"
+    with LoopbackServer(reply) as server:
         (result, tally, _), peak = _peak_mib(lambda: _call(server, sync, target=target, stream=False, timeout_ms=5000))
     assert isinstance(result.error, _errors_of(target).SDKError), repr(result.error)[:300]
     assert result.error.status_code == 200
     assert "over 1048576 bytes" in result.error.body or "more than 1048576 bytes" in result.error.body
-    if framing == "chunked":
+    if framing != "content-length":
         assert result.error.body.startswith('{"id": "cmpl-huge"')
     assert peak < 24, f"peak traced memory {peak:.1f} MiB"
     assert tally.responses_left_open == 0 and tally.in_use == 0

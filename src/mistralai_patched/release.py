@@ -703,8 +703,9 @@ reading. Read at each call: set it on this module to change it."""
 
 
 def _framing(response: httpx.Response) -> Tuple[List[str], Optional[int]]:
-    """The body's content codings (as :func:`_content_codings` gives them) and its declared
-    length (one ``Content-Length`` of digits, else None), in one pass over the raw headers."""
+    """The body's content codings (as :func:`_content_codings` gives them) and the length that
+    frames it (one ``Content-Length`` of digits and no ``Transfer-Encoding``, which h11 lets take
+    precedence; else None), in one pass over the raw headers."""
     codings: List[str] = []
     lengths = []
     for key, value in response.headers.raw:
@@ -713,6 +714,8 @@ def _framing(response: httpx.Response) -> Tuple[List[str], Optional[int]]:
             lengths.append(value)
         elif key == b"content-encoding":
             codings += [c.strip().lower() for c in value.decode("latin-1").split(",")]
+        elif key == b"transfer-encoding":
+            lengths.append(b"")
     length = int(lengths[0]) if len(lengths) == 1 and lengths[0].isdigit() else None
     return [c for c in codings if c and c != "identity"], length
 
