@@ -344,6 +344,24 @@ def test_success_body_over_the_bound_ends_with_sdk_error(target: str, framing: s
 
 @pytest.mark.bites
 @pytest.mark.parametrize("sync", MODES)
+@pytest.mark.parametrize("target", TARGETS)
+def test_json_answer_to_a_stream_over_the_bound_ends_with_sdk_error(target: str, sync: bool, monkeypatch: Any) -> None:
+    """A stream call answered by a valid 40 MiB ``200 application/json`` (the generated method
+    reads it with ``stream_to_text``, as ``responses.create`` and ``audio.speech`` read their JSON
+    answers on 3.x), bound lowered to 1 MiB: ``SDKError`` (status 200) with the first bytes and a
+    note, a few MiB held. Upstream reads all 40 MiB into its error."""
+    monkeypatch.setattr(release, "SUCCESS_MAX_BYTES", MIB)
+    with LoopbackServer(huge_completion_reply(40)) as server:
+        (result, tally, _), peak = _peak_mib(lambda: _call(server, sync, target=target, stream=True, timeout_ms=5000))
+    assert isinstance(result.error, _errors_of(target).SDKError), repr(result.error)[:300]
+    assert result.error.status_code == 200
+    assert "more than 1048576 bytes" in result.error.body[-200:]
+    assert peak < 24, f"peak traced memory {peak:.1f} MiB"
+    assert tally.responses_left_open == 0 and tally.in_use == 0
+
+
+@pytest.mark.bites
+@pytest.mark.parametrize("sync", MODES)
 def test_compressed_success_body_is_decoded_within_the_bound(sync: bool, monkeypatch: Any) -> None:
     """A ``200 application/json`` of a few hundred bytes whose ``gzip, gzip`` decodes to 128 MiB,
     with the bound lowered to 4 MiB: decoded at most that far, then an ``SDKError`` (status 200);

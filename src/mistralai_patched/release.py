@@ -846,26 +846,50 @@ async def read_body_async(response: httpx.Response, sdk_error: SDKErrorClass) ->
         raise
 
 
-def body_text(response: httpx.Response) -> str:
+def _target_sdk_error(module: str) -> SDKErrorClass:
+    """The ``errors.SDKError`` of the target that ``module`` (a ``__name__``:
+    ``<target>.utils.<name>``) belongs to, imported when first called."""
+
+    def sdk_error(message: str, response: Any, body: str) -> Exception:
+        return importlib.import_module(module.rsplit(".", 2)[0] + ".errors").SDKError(message, response, body)
+
+    return sdk_error
+
+
+def body_text(response: httpx.Response, module: str) -> str:
     """The text of a response that upstream's ``utils.stream_to_text`` reads whole (generated
-    streaming methods read every non-event-stream answer with it).
+    streaming methods read every non-event-stream answer with it; ``responses.create`` and
+    ``audio.speech`` on 3.x parse their ``200 application/json`` answer from it).
 
-    A success body (:func:`success_body`) or a body already read: upstream's
-    ``"".join(response.iter_text())``, per-read timeout only. Any other unread body (e.g. a stream
-    answered ``200 text/html``, which upstream read to its end however slowly it came): read as
-    an error body (:func:`read_error_body`, bounded in bytes, decoded size and time), with the
-    note of :func:`error_body` when it is incomplete.
+    A body already read: upstream's ``"".join(response.iter_text())``. An unread success body
+    (:func:`success_body`): read by :func:`read_body` (per-read timeout only, within
+    :data:`SUCCESS_MAX_BYTES`), then the same text. Any other unread body (e.g. a stream answered
+    ``200 text/html``, which upstream read to its end however slowly it came): read as an error
+    body (:func:`read_error_body`, bounded in bytes, decoded size and time), with the note of
+    :func:`error_body` when it is incomplete.
+
+    Args:
+        response: The response.
+        module: ``__name__`` of the calling module of the target (its ``utils.serializers``),
+            which names the target whose ``SDKError`` a success body over the bound raises.
+
+    Raises:
+        SDKError: the target's, for a success body over :data:`SUCCESS_MAX_BYTES`.
     """
-    if not _unread(response) or success_body(response):
-        return "".join(response.iter_text())
-    return error_body(response, read_error_body(response))
+    if _unread(response):
+        if not success_body(response):
+            return error_body(response, read_error_body(response))
+        read_body(response, _target_sdk_error(module))
+    return "".join(response.iter_text())
 
 
-async def body_text_async(response: httpx.Response) -> str:
+async def body_text_async(response: httpx.Response, module: str) -> str:
     """Async twin of :func:`body_text`."""
-    if not _unread(response) or success_body(response):
-        return "".join([chunk async for chunk in response.aiter_text()])
-    return error_body(response, await read_error_body_async(response))
+    if _unread(response):
+        if not success_body(response):
+            return error_body(response, await read_error_body_async(response))
+        await read_body_async(response, _target_sdk_error(module))
+    return "".join([chunk async for chunk in response.aiter_text()])
 
 
 STREAM_DECODE_PIECE = 64 * 1024
