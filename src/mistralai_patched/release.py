@@ -295,6 +295,29 @@ def _add_request(exc: BaseException, response: httpx.Response) -> None:
         pass
 
 
+def _raw_chunks(response: httpx.Response) -> Iterator[bytes]:
+    """The response's raw body (not decoded), its non-empty chunks as the network gives them; a
+    library error gets the request, as ``iter_raw`` gives it."""
+    try:
+        for chunk in response.stream:
+            if chunk:
+                yield chunk
+    except Exception as exc:
+        _add_request(exc, response)
+        raise
+
+
+async def _raw_chunks_async(response: httpx.Response) -> AsyncIterator[bytes]:
+    """Async twin of :func:`_raw_chunks`."""
+    try:
+        async for chunk in response.stream:
+            if chunk:
+                yield chunk
+    except Exception as exc:
+        _add_request(exc, response)
+        raise
+
+
 def _take(prefix: bytearray, received: int, chunk: bytes, max_bytes: int, keep: bool) -> int:
     received += len(chunk)
     if keep and len(prefix) < max_bytes:
@@ -423,7 +446,12 @@ async def drain_async(
 
 
 def _content_codings(response: httpx.Response) -> List[str]:
-    header = response.headers.get("content-encoding", "")
+    return _parse_codings(response.headers.get("content-encoding", ""))
+
+
+def _parse_codings(header: str) -> List[str]:
+    """The codings a ``Content-Encoding`` value names, in the order applied, lower-case, without
+    ``identity``."""
     return [c.strip().lower() for c in header.split(",") if c.strip() and c.strip().lower() != "identity"]
 
 
@@ -476,20 +504,27 @@ def _show(response: httpx.Response, complete: bool, raw: bytes, reason: str) -> 
         cut = False
     else:
         decoded, cut = decode_bounded(raw, codings, DECODED_MAX_BYTES)
-    # The network stream is closed already (its connection back in the pool, or discarded); the
-    # response reads from memory from here on and ends closed: by the read, or at once.
-    library = http_library(response)
     if decoded is None or cut or not complete:
-        response.stream = library.ByteStream(b"")
-        close_now(response)
+        _from_memory(response, None, False)
         if decoded is None:
             return DrainResult(False, b"", reason or f"content-encoding {', '.join(codings)} not decoded")
         return DrainResult(False, decoded, reason or "decoded size over bound")
-    response.stream = library.ByteStream(decoded)
-    if codings:
+    _from_memory(response, decoded, bool(codings))
+    return DrainResult(True, decoded)
+
+
+def _from_memory(response: httpx.Response, body: Optional[bytes], decoded: bool) -> None:
+    """The response's network stream is closed already (its connection back in the pool, or
+    discarded): from here on it reads from memory and ends closed. ``body``: its content, read as
+    httpx's ``read()`` reads it (``Content-Encoding`` removed when ``decoded``: the content is
+    decoded already); None: no content, closed at once."""
+    response.stream = http_library(response).ByteStream(b"" if body is None else body)
+    if body is None:
+        close_now(response)
+        return
+    if decoded:
         del response.headers["content-encoding"]
     response.read()
-    return DrainResult(True, decoded)
 
 
 def read_error_body(
@@ -713,11 +748,11 @@ def _framing(response: httpx.Response) -> Tuple[List[str], Optional[int]]:
         if key == b"content-length":
             lengths.append(value)
         elif key == b"content-encoding":
-            codings += [c.strip().lower() for c in value.decode("latin-1").split(",")]
+            codings.append(value.decode("latin-1"))
         elif key == b"transfer-encoding":
             lengths.append(b"")
     length = int(lengths[0]) if len(lengths) == 1 and lengths[0].isdigit() else None
-    return [c for c in codings if c and c != "identity"], length
+    return _parse_codings(", ".join(codings)), length
 
 
 SDKErrorClass = Callable[[str, Any, str], Exception]
@@ -758,19 +793,16 @@ def _counted_body(response: httpx.Response, sdk_error: SDKErrorClass, raw: bytea
     the bound (gzip, deflate; ``Content-Encoding`` then removed, as the content is decoded), and
     read it as httpx's ``read()`` does. A coding this module does not decode (br, zstd) is left to
     the HTTP library. Raises ``sdk_error`` when the decoded body is over the bound."""
-    library = http_library(response)
     body = bytes(raw)
     if codings and _decodable(codings):
         decoded, cut = decode_bounded(body, codings, SUCCESS_MAX_BYTES)
         if decoded is not None:
             if cut:
-                response.stream = library.ByteStream(b"")
-                close_now(response)
+                _from_memory(response, None, False)
                 raise _over_bound(response, sdk_error, body, codings, f"decoded size over {SUCCESS_MAX_BYTES} bytes")
-            body = decoded
-            del response.headers["content-encoding"]
-    response.stream = library.ByteStream(body)
-    response.read()
+            _from_memory(response, decoded, True)
+            return
+    _from_memory(response, body, False)
 
 
 def read_body(response: httpx.Response, sdk_error: SDKErrorClass) -> None:
@@ -804,17 +836,12 @@ def read_body(response: httpx.Response, sdk_error: SDKErrorClass) -> None:
             response.read()
             return
         raw = bytearray()
-        original = response.stream
-        try:
-            for chunk in original:
-                raw += chunk
-                if len(raw) > SUCCESS_MAX_BYTES:
-                    break
-        except Exception as exc:
-            _add_request(exc, response)
-            raise
+        for chunk in _raw_chunks(response):
+            raw += chunk
+            if len(raw) > SUCCESS_MAX_BYTES:
+                break
         _check_count(response, sdk_error, raw, codings)
-        original.close()  # body read to its end: the connection goes back to the pool
+        response.stream.close()  # body read to its end: the connection goes back to the pool
         _counted_body(response, sdk_error, raw, codings)
     except BaseException:
         close_now(response)
@@ -829,17 +856,12 @@ async def read_body_async(response: httpx.Response, sdk_error: SDKErrorClass) ->
             await response.aread()
             return
         raw = bytearray()
-        original = response.stream
-        try:
-            async for chunk in original:
-                raw += chunk
-                if len(raw) > SUCCESS_MAX_BYTES:
-                    break
-        except Exception as exc:
-            _add_request(exc, response)
-            raise
+        async for chunk in _raw_chunks_async(response):
+            raw += chunk
+            if len(raw) > SUCCESS_MAX_BYTES:
+                break
         _check_count(response, sdk_error, raw, codings)
-        await _uncancellable(original.aclose)
+        await _uncancellable(response.stream.aclose)
         _counted_body(response, sdk_error, raw, codings)
     except BaseException:
         await close_now_async(response)
@@ -1027,11 +1049,11 @@ class EventStreamResponse:
         the raw stream in pieces of at most ``STREAM_DECODE_PIECE`` bytes (the HTTP library
         decodes each received chunk whole: httpx 0.28 turns a few hundred bytes of ``gzip,
         gzip`` into hundreds of MiB at once); else ``response.iter_bytes()``."""
-        return self._body(chunk_size, self._raw_chunks, _decoded, self.response.iter_bytes)
+        return self._body(chunk_size, _raw_chunks, _decoded, self.response.iter_bytes)
 
     def aiter_bytes(self, chunk_size: Optional[int] = None) -> AsyncIterator[bytes]:
         """Async twin of :meth:`iter_bytes`."""
-        return self._body(chunk_size, self._raw_chunks_async, _decoded_async, self.response.aiter_bytes)
+        return self._body(chunk_size, _raw_chunks_async, _decoded_async, self.response.aiter_bytes)
 
     def _body(self, chunk_size: Optional[int], raw: Any, decoded: Any, library_bytes: Any) -> Any:
         codings = _content_codings(self.response)
@@ -1039,26 +1061,8 @@ class EventStreamResponse:
         if not self._raw:
             self._chunks = library_bytes(chunk_size)
             return self._chunks
-        self._chunks = raw()
+        self._chunks = raw(self.response)
         return decoded(self._chunks, codings, self.response) if codings else self._chunks
-
-    def _raw_chunks(self) -> Iterator[bytes]:
-        try:
-            for chunk in self.response.stream:
-                if chunk:
-                    yield chunk
-        except Exception as exc:
-            _add_request(exc, self.response)
-            raise
-
-    async def _raw_chunks_async(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self.response.stream:
-                if chunk:
-                    yield chunk
-        except Exception as exc:
-            _add_request(exc, self.response)
-            raise
 
     def close(self) -> None:
         """Called by upstream's generator: deferred during an event pull, else close at once."""
@@ -1189,14 +1193,14 @@ class EventBounds:
     (:meth:`EventStreamResponse.next_event`). Complete blocks, however many, are never bounded.
     """
 
-    __slots__ = ("response", "target", "max_bytes", "timeout_s", "since")
+    __slots__ = ("response", "sdk_error", "max_bytes", "timeout_s", "since")
 
     def __init__(self, response: Any, module: str) -> None:
         """``response``: what upstream's generator reads (an :class:`EventStreamResponse`, or a
         response); ``module``: the ``__name__`` of the target's module that scans
         (``utils.eventstreaming`` or ``utils.jsonl``), which names the target."""
         self.response = response.response if isinstance(response, EventStreamResponse) else response
-        self.target = module.rsplit(".", 2)[0]
+        self.sdk_error = _target_sdk_error(module)
         self.max_bytes = EVENT_MAX_BYTES
         self.timeout_s = _read_timeout_s(self.response)
         self.since = 0.0
@@ -1226,9 +1230,8 @@ class EventBounds:
             )
 
     def _over_bound(self, block: bytearray) -> BaseException:
-        errors = importlib.import_module(self.target + ".errors")
         shown = bytes(block[:_EVENT_PREFIX_BYTES]).decode("utf-8", "replace")
-        return errors.SDKError(
+        return self.sdk_error(
             f"event stream: an event over {self.max_bytes} bytes "
             "(mistralai_patched.release.EVENT_MAX_BYTES); the response was closed",
             self.response,
