@@ -252,6 +252,26 @@ def call_once(server_url: str, target: str, *, sync: bool, stream: bool = True, 
     return outcome
 
 
+_WARM: set = set()
+
+
+def warm_up(target: str, *, sync: bool, stream: bool = True, pool: int = 2, server_url: Optional[str] = None) -> None:
+    """One call of ``target`` in this mode, once per test process, through a fresh client of
+    ``pool`` connections: a target's first call builds its model classes (tens of ms, more on a
+    loaded machine), which a retry budget or a timed case must not pay. Against ``server_url``
+    whatever it answers, else against a loopback server of its own answering as the call expects."""
+    if (target, sync, stream) in _WARM:
+        return
+    if server_url is not None:
+        call_once(server_url, target, sync=sync, stream=stream, pool=pool)
+    else:
+        from mistralai_patched.loopback import completion_reply, sse_reply
+
+        with LoopbackServer(sse_reply(2) if stream else completion_reply()) as server:
+            call_once(server.url, target, sync=sync, stream=stream, pool=pool)
+    _WARM.add((target, sync, stream))
+
+
 @pytest.fixture
 def server() -> Iterator[LoopbackServer]:
     """A :class:`~mistralai_patched.loopback.LoopbackServer` for one test (its default reply)."""

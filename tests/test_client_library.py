@@ -18,10 +18,10 @@ from typing import List
 
 import pytest
 
-from conftest import MESSAGES, TARGETS, SharedClient, call_once
+from conftest import MESSAGES, TARGETS, SharedClient, warm_up
 from mistralai_patched.allowances import race_errors, reuse_problems
 from mistralai_patched.harness import outcome, retry_config
-from mistralai_patched.loopback import LoopbackServer, error_reply, pool_state, sse_reply
+from mistralai_patched.loopback import LoopbackServer, error_reply, pool_state
 
 POOL = 2
 CALLS = 8
@@ -30,18 +30,6 @@ MAX_ELAPSED_MS = 200
 loop gives up before any retry when the first attempt took longer, and then has nothing to leak:
 the test would pass against it (tests/test_fault_matrix.py has the same budget)."""
 
-_WARM: set = set()
-
-
-def _warm_up(target: str, sync: bool) -> None:
-    """One streamed call of the target and mode first, so that building its model classes (tens of
-    ms on a cold interpreter, more under load) is not part of the first attempts' time."""
-    if (target, sync) not in _WARM:
-        with LoopbackServer(sse_reply(2)) as server:
-            call_once(server.url, target, sync=sync, pool=POOL)
-        _WARM.add((target, sync))
-
-
 @pytest.mark.bites
 @pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
 @pytest.mark.parametrize("target", TARGETS)
@@ -49,7 +37,7 @@ def test_retried_429s(library: ModuleType, target: str, sync: bool) -> None:
     """Concurrent calls answered 429 with retries on: every call ends in the SDK's 429 error with
     the server's body, and the retried responses were drained to their end (their connections
     kept); see mistralai_patched.allowances for the sync rule."""
-    _warm_up(target, sync)
+    warm_up(target, sync=sync, pool=POOL)  # the first attempts must not build the model classes
     with LoopbackServer(error_reply(429, "slow down from the server")) as server:
         shared = SharedClient(target, server.url, sync=sync, library=library, pool=POOL,
                               retries=retry_config(target, max_elapsed_ms=MAX_ELAPSED_MS), timeout_ms=5000)

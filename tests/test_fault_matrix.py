@@ -22,7 +22,7 @@ from typing import Any, Iterator, Tuple
 from conftest import httpx  # the line's HTTP library (2.x: httpx; 3.x: httpx2, as upstream imports it)
 import pytest
 
-from conftest import TARGETS, HookError, Hooks, call_once, install_hooks
+from conftest import TARGETS, HookError, Hooks, call_once, install_hooks, warm_up
 from mistralai_patched.loopback import LoopbackServer, Reply
 from mistralai_patched.harness import retry_config, target_module
 
@@ -110,19 +110,11 @@ def _prepare(sdk: Any, hook: str) -> None:
 # the budget is well above one attempt on a loaded machine, and the target's modules are imported
 # before the measured call (a cold first call of a target builds its model classes).
 MAX_ELAPSED_MS = 200
-_WARM: set = set()
-
-
-def _warm_up(server: LoopbackServer, target: str, sync: bool, stream: bool) -> None:
-    if (target, sync, stream) not in _WARM:
-        call_once(server.url, target, sync=sync, stream=stream, pool=POOL)
-        _WARM.add((target, sync, stream))
-
 
 def _run_case(server: LoopbackServer, target: str, hook: str, status: int, retries: bool, stream: bool,
               sync: bool) -> None:
     server.reply = Reply(status, {"content-type": "application/json"}, [_body(status)])
-    _warm_up(server, target, sync, stream)
+    warm_up(target, sync=sync, stream=stream, pool=POOL, server_url=server.url)
     config = retry_config(target, max_elapsed_ms=MAX_ELAPSED_MS) if retries else None
     before = server.connections_accepted
     out = call_once(server.url, target, sync=sync, stream=stream, retries=config,
