@@ -34,7 +34,7 @@ from conftest import MESSAGES, TARGETS, SharedClient
 from mistralai_patched.harness import retry_config, target_module
 from mistralai_patched import line_library, release
 from mistralai_patched.bounds import (
-    ERROR_TEXT, EVENT_START, GZIP_WBITS, HTML_PAGE, TIMEOUT_MS, compressed, endless_event_reply,
+    ERROR_TEXT, EVENT_START, GZIP_WBITS, HTML_PAGE, TIMEOUT_MS, bomb_reply, coded, compressed, endless_event_reply,
     first_then as _first_then, gzip_gzip_reply, huge_completion_reply, slow_healthy_reply, stalled_retry_reply, tail_stall_reply,
     trickle_reply,
 )
@@ -42,6 +42,9 @@ from mistralai_patched.loopback import LoopbackServer, Reply, completion_reply, 
 
 MODES = [pytest.param(True, id="sync"), pytest.param(False, id="async")]
 MIB = 1024 * 1024
+BOMB_CODINGS = ["gzip, gzip", "br", "zstd"]
+"""Content codings of the compressed bombs: each HTTP library decodes all three here (brotli and
+backports.zstd or zstandard are test requirements, so httpx and httpx2 offer br and zstd)."""
 
 
 def _call(server: LoopbackServer, sync: bool, target: str = "mistral", stream: bool = True, **kwargs: Any) -> Any:
@@ -300,11 +303,13 @@ def test_compressed_retried_body_is_not_decoded(sync: bool) -> None:
 
 @pytest.mark.bites
 @pytest.mark.parametrize("sync", MODES)
+@pytest.mark.parametrize("coding", BOMB_CODINGS)
 @pytest.mark.parametrize("target", TARGETS)
-def test_compressed_error_body_is_decoded_within_a_bound(target: str, sync: bool) -> None:
-    """The final error body is shown decoded, at most DECODED_MAX_BYTES of it, with a note that it
-    was cut; upstream decodes all 128 MiB."""
-    with LoopbackServer(gzip_gzip_reply(500)) as server:
+def test_compressed_error_body_is_decoded_within_a_bound(target: str, coding: str, sync: bool) -> None:
+    """The final error body (``gzip, gzip``, ``br`` or ``zstd``, decoding to 128 MiB) is shown
+    decoded, at most DECODED_MAX_BYTES of it, with a note that it was cut; upstream decodes all
+    128 MiB."""
+    with LoopbackServer(bomb_reply(500, coding)) as server:
         (result, tally, _), peak = _peak_mib(lambda: _call(server, sync, target=target, timeout_ms=5000))
     sdk_error = importlib.import_module(target_module(target) + ".errors").SDKError
     assert isinstance(result.error, sdk_error), repr(result.error)
@@ -362,12 +367,14 @@ def test_json_answer_to_a_stream_over_the_bound_ends_with_sdk_error(target: str,
 
 @pytest.mark.bites
 @pytest.mark.parametrize("sync", MODES)
-def test_compressed_success_body_is_decoded_within_the_bound(sync: bool, monkeypatch: Any) -> None:
-    """A ``200 application/json`` of a few hundred bytes whose ``gzip, gzip`` decodes to 128 MiB,
-    with the bound lowered to 4 MiB: decoded at most that far, then an ``SDKError`` (status 200);
-    the call's peak traced memory stays under 24 MiB. Upstream decodes all 128 MiB."""
+@pytest.mark.parametrize("coding", BOMB_CODINGS)
+def test_compressed_success_body_is_decoded_within_the_bound(coding: str, sync: bool, monkeypatch: Any) -> None:
+    """A ``200 application/json`` of a few hundred bytes whose ``gzip, gzip`` (or ``br``, or
+    ``zstd``) decodes to 128 MiB, with the bound lowered to 4 MiB: decoded at most that far, then
+    an ``SDKError`` (status 200); the call's peak traced memory stays under 24 MiB. Upstream
+    decodes all 128 MiB."""
     monkeypatch.setattr(release, "SUCCESS_MAX_BYTES", 4 * MIB)
-    with LoopbackServer(gzip_gzip_reply(200)) as server:
+    with LoopbackServer(bomb_reply(200, coding)) as server:
         (result, tally, _), peak = _peak_mib(lambda: _call(server, sync, stream=False, timeout_ms=5000))
     assert isinstance(result.error, _errors_of("mistral").SDKError), repr(result.error)[:300]
     assert result.error.status_code == 200
@@ -384,11 +391,16 @@ def _completion_bodies(coding: str) -> Reply:
     return Reply(200, {"content-type": "application/json", "content-encoding": header}, [_encoded(body, coding)])
 
 
+CODINGS = ["gzip", "deflate", "raw-deflate", "br", "zstd", "br, gzip", "x-unknown, gzip"]
+"""Codings of healthy bodies: each one the HTTP library decodes, two at once, and one it does not
+know (left as it is, by the library as by the fork)."""
+
+
 @pytest.mark.parametrize("sync", MODES)
-@pytest.mark.parametrize("coding", ["identity", "gzip", "deflate", "raw-deflate"])
+@pytest.mark.parametrize("coding", ["identity", *CODINGS])
 def test_success_bodies_under_the_bound_are_read_and_their_connection_reused(coding: str, sync: bool) -> None:
-    """Answers counted or decoded by the fork (chunked; gzip, deflate) come out as upstream's:
-    the completion parses, and three calls in a row use one connection."""
+    """Answers counted or decoded by the fork (chunked; gzip, deflate, br, zstd) come out as
+    upstream's: the completion parses, and three calls in a row use one connection."""
     with LoopbackServer(respond=lambda handler: _completion_bodies(coding)) as server:
         shared = SharedClient("mistral", server.url, sync=sync, pool=2, timeout_ms=5000)
         if sync:
@@ -408,17 +420,23 @@ def test_success_bodies_under_the_bound_are_read_and_their_connection_reused(cod
     assert tally.responses_left_open == 0 and tally.in_use == 0
 
 
-def _encoded(body: bytes, coding: str) -> bytes:
-    # gzip; zlib-wrapped deflate (RFC 9110); raw deflate, as some servers send it
-    wbits = {"gzip": GZIP_WBITS, "deflate": zlib.MAX_WBITS, "raw-deflate": -zlib.MAX_WBITS}[coding]
-    return compressed([body], wbits)
+def _encoded(body: bytes, codings: str) -> bytes:
+    """``body`` in ``codings`` (applied in order): gzip; zlib-wrapped deflate (RFC 9110); raw
+    deflate, as some servers send it; br; zstd; a coding no library knows (left as it is)."""
+    wbits = {"gzip": GZIP_WBITS, "deflate": zlib.MAX_WBITS, "raw-deflate": -zlib.MAX_WBITS}
+    for coding in codings.split(", "):
+        if coding in wbits:
+            body = compressed([body], wbits[coding])
+        elif coding != "x-unknown":
+            body = coded([body], coding)
+    return body
 
 
 @pytest.mark.bites
 @pytest.mark.parametrize("sync", MODES)
-@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw-deflate"])
+@pytest.mark.parametrize("coding", CODINGS)
 def test_compressed_event_stream_is_read_and_its_connection_reused(coding: str, sync: bool) -> None:
-    """A gzip or deflate event stream: every event arrives, and the rest of the body after
+    """A content-coded event stream: every event arrives, and the rest of the body after
     ``[DONE]`` is drained raw, so two calls in a row use one connection. Upstream closes at
     ``[DONE]`` and opens a second connection."""
     reply = sse_reply(3)
@@ -446,15 +464,17 @@ def test_compressed_event_stream_is_read_and_its_connection_reused(coding: str, 
 
 @pytest.mark.bites
 @pytest.mark.parametrize("sync", MODES)
-def test_compressed_event_stream_is_decoded_in_bounded_pieces(sync: bool, monkeypatch: Any) -> None:
-    """A ``gzip, gzip`` event stream of a few hundred bytes whose one event decodes to 2 MiB and
-    never ends (bound lowered to 32 KiB so that upstream's byte scan fails in seconds): decoded
-    64 KiB at a time and cut at the bound, so the call holds well under 2 MiB. Upstream buffers
-    the event whole (with httpx, the first received chunk is decoded whole)."""
+@pytest.mark.parametrize("coding", BOMB_CODINGS)
+def test_compressed_event_stream_is_decoded_in_bounded_pieces(coding: str, sync: bool, monkeypatch: Any) -> None:
+    """A ``gzip, gzip`` (or ``br``, or ``zstd``) event stream of a few hundred bytes whose one
+    event decodes to 2 MiB and never ends (bound lowered to 32 KiB so that upstream's byte scan
+    fails in seconds): decoded about 64 KiB at a time and cut at the bound, so the call holds
+    well under 2 MiB. Upstream buffers the event whole (with httpx, the first received chunk is
+    decoded whole)."""
     from mistralai_patched import release
 
     monkeypatch.setattr(release, "EVENT_MAX_BYTES", 32 * 1024)
-    result, tally, peak = _gzip_bomb_stream(sync, 2)
+    result, tally, peak = _bomb_stream(sync, coding, 2)
     assert isinstance(result.error, _errors_of("mistral").SDKError), repr(result.error)[:300]
     assert "over 32768 bytes" in str(result.error)
     assert peak < 1.5, f"peak traced memory {peak:.1f} MiB"
@@ -462,20 +482,23 @@ def test_compressed_event_stream_is_decoded_in_bounded_pieces(sync: bool, monkey
 
 
 @pytest.mark.parametrize("sync", MODES)
-def test_compressed_event_stream_bomb_holds_at_most_event_max_bytes(sync: bool) -> None:
-    """The default bound against ``gzip, gzip``: 400 bytes whose one event decodes to 128 MiB.
-    The call's peak traced memory stays under 24 MiB (httpx alone decodes it whole: 270 MiB)."""
-    result, tally, peak = _gzip_bomb_stream(sync, 128)
+@pytest.mark.parametrize("coding", BOMB_CODINGS)
+def test_compressed_event_stream_bomb_holds_at_most_event_max_bytes(coding: str, sync: bool) -> None:
+    """The default bound against ``gzip, gzip`` (400 bytes), ``br`` or ``zstd`` whose one event
+    decodes to 128 MiB. The call's peak traced memory stays under 24 MiB (httpx alone decodes
+    ``gzip, gzip`` whole: 270 MiB)."""
+    result, tally, peak = _bomb_stream(sync, coding, 128)
     assert isinstance(result.error, _errors_of("mistral").SDKError), repr(result.error)[:300]
     assert peak < 24, f"peak traced memory {peak:.1f} MiB"
     assert tally.responses_left_open == 0 and tally.in_use == 0
 
 
-def _gzip_bomb_stream(sync: bool, mib: int) -> Any:
-    """A stream call answered by a ``gzip, gzip`` event that never ends (EVENT_START, then
-    ``mib`` MiB of ``z``); see :func:`_stream_peak`."""
-    body = compressed([compressed(itertools.chain([EVENT_START], itertools.repeat(b"z" * MIB, mib)))])
-    headers = {"content-type": "text/event-stream", "content-encoding": "gzip, gzip"}
+def _bomb_stream(sync: bool, coding: str, mib: int) -> Any:
+    """A stream call answered by a ``coding`` event that never ends (EVENT_START, then ``mib`` MiB
+    of ``z``); see :func:`_stream_peak`."""
+    event = itertools.chain([EVENT_START], itertools.repeat(b"z" * MIB, mib))
+    body = compressed([compressed(event)]) if coding == "gzip, gzip" else coded(event, coding)
+    headers = {"content-type": "text/event-stream", "content-encoding": coding}
     return _stream_peak(sync, Reply(200, headers, [body]))
 
 

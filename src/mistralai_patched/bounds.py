@@ -33,7 +33,9 @@ __all__ = [
     "Measured",
     "measure",
     "gzip_gzip_reply",
+    "bomb_reply",
     "compressed",
+    "coded",
     "GZIP_WBITS",
     "trickle_reply",
     "first_then",
@@ -73,7 +75,42 @@ def compressed(pieces: Any, wbits: int = GZIP_WBITS) -> bytes:
     return b"".join(out.compress(piece) for piece in pieces) + out.flush()
 
 
+def coded(pieces: Any, coding: str) -> bytes:
+    """``pieces`` (an iterable of bytes, taken one at a time) in the content coding ``coding``:
+    ``gzip`` (level 9), ``br`` (``brotli``, quality 5) or ``zstd`` (``compression.zstd`` on
+    Python 3.14, else ``backports.zstd``; level 3). A body many MiB long costs one piece of memory.
+
+    Raises:
+        ImportError: ``brotli`` or ``backports.zstd`` is not installed (tests/requirements.txt).
+        ValueError: another coding.
+    """
+    if coding == "gzip":
+        return compressed(pieces)
+    if coding == "br":
+        import brotli
+
+        compressor: Any = brotli.Compressor(quality=5)
+        return b"".join(compressor.process(piece) for piece in pieces) + compressor.finish()
+    if coding == "zstd":
+        try:
+            from compression import zstd  # Python 3.14
+        except ImportError:
+            from backports import zstd
+        compressor = zstd.ZstdCompressor(level=3)
+        return b"".join(compressor.compress(piece) for piece in pieces) + compressor.flush()
+    raise ValueError(f"coding {coding!r}: gzip, br or zstd")
+
+
 _BOMB: List[bytes] = []
+
+
+def bomb_reply(status: int, coding: str, decoded_mib: int = 128) -> Reply:
+    """``application/json`` in ``Content-Encoding: <coding>`` (``gzip, gzip``, ``br``, ``zstd``):
+    a few hundred bytes to a few KiB that decode to ``decoded_mib`` MiB of zeros."""
+    if coding == "gzip, gzip":
+        return gzip_gzip_reply(status, decoded_mib)
+    body = coded(itertools.repeat(b"\0" * MIB, decoded_mib), coding)
+    return Reply(status, {"content-type": "application/json", "content-encoding": coding}, [body])
 
 
 def gzip_gzip_reply(status: int, decoded_mib: int = 128) -> Reply:

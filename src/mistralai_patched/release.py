@@ -31,13 +31,15 @@ import sys
 import threading
 import time
 import warnings
-import zlib
 from dataclasses import dataclass
 from email.message import Message
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, List, Optional, Tuple, TypeVar, Union
 
 import anyio
+
+from . import codings as codings_module
+from .codings import decode_bounded
 
 if TYPE_CHECKING:  # annotations only: the library at run time is the response's own
     import httpx
@@ -85,7 +87,8 @@ drain that gives up costs; a drain is never worth more than a new connection. Ea
 it is bounded by what is left (sync: see :class:`_Watchdog`)."""
 
 DECODED_MAX_BYTES: int = 1024 * 1024
-"""Bound, in bytes after content decoding (gzip, deflate), on an error body shown to the caller."""
+"""Bound, in bytes after content decoding (:mod:`mistralai_patched.codings`), on an error body
+shown to the caller."""
 
 EVENT_MAX_BYTES: int = 16 * 1024 * 1024
 """Bound, in bytes (after content decoding), on one block of a successful event stream: an event,
@@ -455,43 +458,10 @@ def _parse_codings(header: str) -> List[str]:
     return [c.strip().lower() for c in header.split(",") if c.strip() and c.strip().lower() != "identity"]
 
 
-_ZLIB_CODINGS = ("gzip", "x-gzip", "deflate")
-
-
-def _decodable(codings: List[str]) -> bool:
-    return all(coding in _ZLIB_CODINGS for coding in codings)
-
-
-def _decompressor(coding: str, first: bytes) -> Any:
-    """A zlib decompressor for ``coding`` (gzip, x-gzip, deflate) of data starting with ``first``."""
-    if coding == "deflate":  # RFC 9110 deflate is zlib-wrapped; some servers send raw deflate (httpx accepts both)
-        wrapped = len(first) >= 2 and (first[0] * 256 + first[1]) % 31 == 0 and first[0] & 0x0F == 8
-        return zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
-    return zlib.decompressobj(zlib.MAX_WBITS | 16)
-
-
-def decode_bounded(raw: bytes, codings: List[str], limit: int) -> Tuple[Optional[bytes], bool]:
-    """Undo ``codings`` (``Content-Encoding`` values in the order applied; gzip, x-gzip, deflate)
-    on ``raw`` with at most ``limit`` bytes out of each layer (``zlib``'s ``max_length``), so a
-    small body that expands a thousandfold per layer cannot take memory.
-
-    Returns:
-        ``(decoded, cut)``: ``decoded`` is None for a coding it does not decode (br, zstd, other)
-        or data that does not decode; ``cut`` is True when a layer had more than ``limit`` bytes.
-    """
-    data, cut = raw, False
-    for coding in reversed(codings):
-        if coding not in _ZLIB_CODINGS:
-            return None, cut
-        decompressor = _decompressor(coding, data)
-        try:
-            out = decompressor.decompress(data, limit + 1)
-        except zlib.error:
-            return None, cut
-        if len(out) > limit or decompressor.unconsumed_tail:
-            cut = True
-        data = out[:limit]
-    return data, cut
+def _plan(response: httpx.Response, codings: List[str]) -> Optional[List[codings_module.Factory]]:
+    """How to undo ``codings`` within a bound as the response's HTTP library would
+    (:func:`mistralai_patched.codings.plan`): None when the library must decode them itself."""
+    return codings_module.plan(http_library(response), codings)
 
 
 def _show(response: httpx.Response, complete: bool, raw: bytes, reason: str) -> DrainResult:
@@ -499,17 +469,18 @@ def _show(response: httpx.Response, complete: bool, raw: bytes, reason: str) -> 
     (``Content-Encoding`` removed, as the content is now decoded) so upstream's generated code
     and hooks read ``response.text`` as before."""
     codings = _content_codings(response)
-    if not codings:
-        decoded: Optional[bytes] = raw
+    steps = _plan(response, codings) if codings else []
+    if not steps:
+        decoded: Optional[bytes] = None if steps is None else raw
         cut = False
     else:
-        decoded, cut = decode_bounded(raw, codings, DECODED_MAX_BYTES)
+        decoded, cut = decode_bounded(raw, steps, DECODED_MAX_BYTES, strict=complete)
     if decoded is None or cut or not complete:
         _from_memory(response, None, False)
         if decoded is None:
             return DrainResult(False, b"", reason or f"content-encoding {', '.join(codings)} not decoded")
         return DrainResult(False, decoded, reason or "decoded size over bound")
-    _from_memory(response, decoded, bool(codings))
+    _from_memory(response, decoded, bool(steps))
     return DrainResult(True, decoded)
 
 
@@ -729,7 +700,7 @@ def success_body(response: httpx.Response) -> bool:
 
 SUCCESS_MAX_BYTES: int = 128 * 1024 * 1024
 """Bound, in bytes, on a non-streamed call's success body (see :func:`success_body`): bytes
-received, and bytes after content decoding (gzip, deflate). Upstream reads such a body whole,
+received, and bytes after content decoding (:mod:`mistralai_patched.codings`). Upstream reads such a body whole,
 however large, and decodes it whole, so an endless ``200 application/json`` body, or a small
 gzip body that expands a thousandfold, takes all memory. A healthy answer stays far below it: a
 chat completion is kilobytes; the largest answers (OCR pages with their images in base64, or
@@ -765,8 +736,11 @@ def _over_bound(
     """The ``SDKError`` for a success body over the bound: its first bytes (at most
     ``DRAIN_MAX_BYTES`` received, decoded when they can be) and the note of :func:`error_body`."""
     prefix = bytes(raw[:DRAIN_MAX_BYTES])
-    if codings:
-        decoded, _ = decode_bounded(prefix, codings, DRAIN_MAX_BYTES)
+    steps = _plan(response, codings) if codings else []
+    if steps is None:
+        prefix = b""  # left to the library: not decoded here
+    elif steps:
+        decoded, _ = decode_bounded(prefix, steps, DRAIN_MAX_BYTES)
         prefix = decoded if decoded is not None else b""
     return sdk_error("Response body over bound", response, error_body(response, DrainResult(False, prefix, reason)))
 
@@ -790,12 +764,15 @@ def _check_count(response: httpx.Response, sdk_error: SDKErrorClass, raw: bytear
 
 def _counted_body(response: httpx.Response, sdk_error: SDKErrorClass, raw: bytearray, codings: List[str]) -> None:
     """Make the raw body read in full (within the bound) the response's content, decoded within
-    the bound (gzip, deflate; ``Content-Encoding`` then removed, as the content is decoded), and
-    read it as httpx's ``read()`` does. A coding this module does not decode (br, zstd) is left to
-    the HTTP library. Raises ``sdk_error`` when the decoded body is over the bound."""
+    the bound (:mod:`mistralai_patched.codings`; ``Content-Encoding`` then removed, as the content
+    is decoded), and read it as httpx's ``read()`` does. Codings that cannot be undone within a
+    bound here (``brotli`` older than 1.2), and data that does not decode, are left to the HTTP
+    library (which raises its ``DecodingError`` for the latter). Raises ``sdk_error`` when the
+    decoded body is over the bound."""
     body = bytes(raw)
-    if codings and _decodable(codings):
-        decoded, cut = decode_bounded(body, codings, SUCCESS_MAX_BYTES)
+    steps = _plan(response, codings) if codings else None
+    if steps:
+        decoded, cut = decode_bounded(body, steps, SUCCESS_MAX_BYTES, strict=True)
         if decoded is not None:
             if cut:
                 _from_memory(response, None, False)
@@ -813,8 +790,9 @@ def read_body(response: httpx.Response, sdk_error: SDKErrorClass) -> None:
 
     A body sent as it is with a ``Content-Length`` within the bound is httpx's ``read()``
     unchanged. Any other body (chunked, or content-coded) is read raw, counted, and then decoded
-    within the bound by this module (gzip, deflate) or by the HTTP library (other codings; not
-    bounded after decoding).
+    within the bound (:mod:`mistralai_patched.codings`: the codings the HTTP library decodes),
+    or, for what cannot be undone within a bound here (br with ``brotli`` older than 1.2), by the
+    HTTP library, unbounded after decoding.
 
     ``do_request`` sends every request with ``stream=True`` and calls this only for success
     bodies, so that error bodies and unexpected bodies are read within a bound
@@ -915,54 +893,37 @@ async def body_text_async(response: httpx.Response, module: str) -> str:
 
 
 STREAM_DECODE_PIECE = 64 * 1024
-"""Most bytes one decoding step of a gzip or deflate event stream yields (before the event scan)."""
+"""Most bytes one decoding step of a content-coded event stream yields, before the event scan
+(about: see :mod:`mistralai_patched.codings` for br and for zstd with ``zstandard``)."""
 
 
 class _Layer:
-    """One content coding undone incrementally, at most ``STREAM_DECODE_PIECE`` bytes per step. A
-    deflate layer holds back its first byte until the second comes: the two tell zlib-wrapped
-    from raw deflate."""
+    """One content coding of a stream undone incrementally (a :class:`codings.Decoder`), about
+    ``STREAM_DECODE_PIECE`` bytes per step; data that does not decode raises the HTTP library's
+    ``DecodingError``, as the library's own read does."""
 
-    __slots__ = ("coding", "decompressor", "head")
+    __slots__ = ("decoder",)
 
-    def __init__(self, coding: str) -> None:
-        self.coding = coding
-        self.decompressor: Any = None
-        self.head = b""
+    def __init__(self, factory: codings_module.Factory) -> None:
+        self.decoder = factory()
 
     def pieces(self, data: bytes, response: httpx.Response) -> Iterator[bytes]:
-        if self.decompressor is None:
-            data = self.head + data
-            if self.coding == "deflate" and len(data) < 2:
-                self.head = data
-                return
-            self.head = b""
-            self.decompressor = _decompressor(self.coding, data)
-        yield from self._inflate(data, response)
+        return self._out(response, self.decoder.feed, data)
 
     def rest(self, response: httpx.Response) -> Iterator[bytes]:
         """At the end of the body: what the layer held back (a one-byte deflate body)."""
-        if self.decompressor is None and self.head:
-            data, self.head = self.head, b""
-            self.decompressor = _decompressor(self.coding, data)
-            yield from self._inflate(data, response)
+        return self._out(response, self.decoder.end)
 
-    def _inflate(self, data: bytes, response: httpx.Response) -> Iterator[bytes]:
-        while data:
-            try:
-                out = self.decompressor.decompress(data, STREAM_DECODE_PIECE)
-            except zlib.error as exc:
-                raise http_library(response).DecodingError(str(exc), request=response.request) from exc
-            data = self.decompressor.unconsumed_tail
-            if out:
+    def _out(self, response: httpx.Response, first: Callable[..., None], *args: bytes) -> Iterator[bytes]:
+        try:
+            first(*args)
+            while True:
+                out = self.decoder.take(STREAM_DECODE_PIECE)
+                if not out:
+                    return
                 yield out
-            if not data and len(out) == STREAM_DECODE_PIECE:
-                while True:  # output held back by the step's bound, no input left
-                    out = self.decompressor.decompress(b"", STREAM_DECODE_PIECE)
-                    if out:
-                        yield out
-                    if len(out) < STREAM_DECODE_PIECE:
-                        return
+        except self.decoder.errors as exc:
+            raise http_library(response).DecodingError(str(exc), request=response.request) from exc
 
 
 def _layer_pieces(layer: _Layer, pieces: Iterator[bytes], response: httpx.Response) -> Iterator[bytes]:
@@ -984,19 +945,20 @@ def _rest(layers: List[_Layer], response: httpx.Response) -> Iterator[bytes]:
             yield from _through(layers[i + 1 :], piece, response)
 
 
-def _decoded(chunks: Iterator[bytes], codings: List[str], response: httpx.Response) -> Iterator[bytes]:
-    """The decoded body of a gzip/deflate stream read from its raw ``chunks``, in bounded pieces."""
-    layers = [_Layer(coding) for coding in reversed(codings)]
+def _decoded(chunks: Iterator[bytes], steps: List[codings_module.Factory], response: httpx.Response) -> Iterator[bytes]:
+    """The decoded body of a content-coded stream read from its raw ``chunks``, in bounded
+    pieces; ``steps``: from :func:`_plan`."""
+    layers = [_Layer(factory) for factory in reversed(steps)]
     for chunk in chunks:
         yield from _through(layers, chunk, response)
     yield from _rest(layers, response)
 
 
 async def _decoded_async(
-    chunks: AsyncIterator[bytes], codings: List[str], response: httpx.Response
+    chunks: AsyncIterator[bytes], steps: List[codings_module.Factory], response: httpx.Response
 ) -> AsyncIterator[bytes]:
     """Async twin of :func:`_decoded`."""
-    layers = [_Layer(coding) for coding in reversed(codings)]
+    layers = [_Layer(factory) for factory in reversed(steps)]
     async for chunk in chunks:
         for piece in _through(layers, chunk, response):
             yield piece
@@ -1017,9 +979,10 @@ class EventStreamResponse:
     - the generator finished (sentinel or end of body): drain the rest of the body raw within
       ``DRAIN_MAX_BYTES`` and ``DRAIN_TIMEOUT_MS`` (a hard deadline), then close, so the
       connection goes back to the pool; over the bound or past the deadline, close at once. A
-      gzip or deflate stream is decoded here, in bounded pieces, and its rest is drained raw
-      (never decoded); a stream in another coding (br, zstd: rare) is decoded by the HTTP
-      library and closed at once at the end of the events;
+      content-coded stream is decoded here (:mod:`mistralai_patched.codings`), in bounded
+      pieces, and its rest is drained raw (never decoded); one that cannot be decoded within a
+      bound here (br with ``brotli`` older than 1.2) is decoded by the HTTP library and closed at
+      once at the end of the events;
     - the generator raised (decode error, read error, cancellation, ``KeyboardInterrupt``): close
       at once and re-raise;
     - the generator is closed from outside an event pull (garbage collection, an early exit from
@@ -1045,10 +1008,11 @@ class EventStreamResponse:
 
     def iter_bytes(self, chunk_size: Optional[int] = None) -> Iterator[bytes]:
         """The body's bytes for upstream's generator: the raw stream when it is not
-        content-encoded (so the rest can be drained raw later); gzip and deflate decoded here from
-        the raw stream in pieces of at most ``STREAM_DECODE_PIECE`` bytes (the HTTP library
-        decodes each received chunk whole: httpx 0.28 turns a few hundred bytes of ``gzip,
-        gzip`` into hundreds of MiB at once); else ``response.iter_bytes()``."""
+        content-encoded (so the rest can be drained raw later); a content-coded one decoded here
+        from the raw stream in pieces of about ``STREAM_DECODE_PIECE`` bytes (httpx 0.28 decodes
+        each received chunk whole, and turns a few hundred bytes of ``gzip, gzip`` into hundreds
+        of MiB at once); ``response.iter_bytes()`` when it cannot be decoded within a bound here
+        or a chunk size is asked for."""
         return self._body(chunk_size, _raw_chunks, _decoded, self.response.iter_bytes)
 
     def aiter_bytes(self, chunk_size: Optional[int] = None) -> AsyncIterator[bytes]:
@@ -1057,12 +1021,13 @@ class EventStreamResponse:
 
     def _body(self, chunk_size: Optional[int], raw: Any, decoded: Any, library_bytes: Any) -> Any:
         codings = _content_codings(self.response)
-        self._raw = chunk_size is None and _unread(self.response) and _decodable(codings)
+        steps = _plan(self.response, codings) if codings else []
+        self._raw = chunk_size is None and _unread(self.response) and steps is not None
         if not self._raw:
             self._chunks = library_bytes(chunk_size)
             return self._chunks
         self._chunks = raw(self.response)
-        return decoded(self._chunks, codings, self.response) if codings else self._chunks
+        return decoded(self._chunks, steps, self.response) if steps else self._chunks
 
     def close(self) -> None:
         """Called by upstream's generator: deferred during an event pull, else close at once."""
