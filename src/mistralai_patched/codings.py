@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import zlib
 from types import ModuleType
-from typing import Any, Callable, Dict, List, Optional, Tuple, Type
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Type
 
 __all__ = ["Decoder", "plan", "decode_bounded", "ZLIB_CODINGS"]
 
@@ -81,37 +82,90 @@ class Decoder:
         """
 
 
-class _Zlib(Decoder):
-    """gzip or deflate. A deflate layer holds back its first byte until the second comes: the two
-    tell zlib-wrapped (RFC 9110) from raw deflate, which some servers send and httpx accepts."""
+class _Queued(Decoder):
+    """A decoder whose input waits in a queue (the chunks as fed, not copied) until its
+    decompressor takes it."""
+
+    def __init__(self) -> None:
+        self.queue: Deque[bytes] = deque()
+        self.offset = 0  # of the first chunk, taken already
+        self.seen = False
+
+    def feed(self, data: bytes) -> None:
+        if data:
+            self.queue.append(data)
+            self.seen = True
+
+    def queued(self) -> bool:
+        return bool(self.queue)
+
+    def next_input(self, size: Optional[int] = None) -> bytes:
+        """The next ``size`` bytes queued (all of them when None; at most the rest of the first
+        chunk otherwise), taken off the queue."""
+        if not self.queue:
+            return b""
+        head = self.queue[0]
+        end = len(head) if size is None else min(len(head), self.offset + size)
+        data = head[self.offset : end] if self.offset or end < len(head) else head
+        if end < len(head):
+            self.offset = end
+            return data
+        self.queue.popleft()
+        self.offset = 0
+        if size is None and self.queue:
+            data = b"".join([data, *self.queue])
+            self.queue.clear()
+        return data
+
+    def peek(self, size: int) -> bytes:
+        """The first ``size`` bytes queued (fewer when fewer are), left on the queue."""
+        first = b""
+        for i, chunk in enumerate(self.queue):
+            first += chunk[self.offset : self.offset + size] if i == 0 else chunk[: size - len(first)]
+            if len(first) >= size:
+                break
+        return first
+
+    def put_back(self, data: bytes) -> None:
+        """Put ``data`` in front of what is queued."""
+        if self.offset:
+            self.queue[0] = self.queue[0][self.offset :]
+            self.offset = 0
+        self.queue.appendleft(data)
+
+
+class _Zlib(_Queued):
+    """gzip or deflate, given to zlib at most ``_ZLIB_INPUT`` bytes at a time (zlib copies the input
+    it could not use yet on every step). A deflate layer waits for its first two bytes: they tell
+    zlib-wrapped (RFC 9110) from raw deflate, which some servers send and httpx accepts."""
 
     errors = (zlib.error,)
 
     def __init__(self, coding: str) -> None:
+        super().__init__()
         self.coding = coding
         self.decompressor: Any = None
         self.tail = b""
-
-    def feed(self, data: bytes) -> None:
-        data = self.tail + data
-        if self.decompressor is None:
-            if self.coding == "deflate" and len(data) < 2:
-                self.tail = data
-                return
-            self.decompressor = _zlib_decompressor(self.coding, data)
-        self.tail = data
+        self.ended = False
 
     def take(self, limit: int) -> bytes:
         if self.decompressor is None:
-            return b""
-        data, self.tail = self.tail, b""
-        out = self.decompressor.decompress(data, limit)  # b"": all input consumed, nothing held back
-        self.tail = self.decompressor.unconsumed_tail
-        return out
+            first = self.peek(2)
+            if not first or (self.coding == "deflate" and len(first) < 2 and not self.ended):
+                return b""
+            self.decompressor = _zlib_decompressor(self.coding, first)
+        while True:
+            data = self.tail or self.next_input(_ZLIB_INPUT)
+            out = self.decompressor.decompress(data, limit)  # b"": input used, no output held back
+            self.tail = self.decompressor.unconsumed_tail
+            if out or not (self.tail or self.queued()):
+                return out
 
     def end(self) -> None:
-        if self.decompressor is None and self.tail:
-            self.decompressor = _zlib_decompressor(self.coding, self.tail)
+        self.ended = True
+
+
+_ZLIB_INPUT = 64 * 1024
 
 
 def _zlib_decompressor(coding: str, first: bytes) -> Any:
@@ -120,32 +174,6 @@ def _zlib_decompressor(coding: str, first: bytes) -> Any:
         wrapped = len(first) >= 2 and (first[0] * 256 + first[1]) % 31 == 0 and first[0] & 0x0F == 8
         return zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
     return zlib.decompressobj(zlib.MAX_WBITS | 16)
-
-
-class _Queued(Decoder):
-    """A decoder whose input waits in a queue until its decompressor takes it."""
-
-    def __init__(self) -> None:
-        self.queue = bytearray()
-        self.start = 0
-        self.seen = False
-
-    def feed(self, data: bytes) -> None:
-        self.queue += data
-        self.seen = self.seen or bool(data)
-
-    def queued(self) -> bool:
-        return self.start < len(self.queue)
-
-    def next_input(self, size: Optional[int] = None) -> bytes:
-        """The next ``size`` bytes queued (all of them when None), taken off the queue."""
-        end = len(self.queue) if size is None else min(len(self.queue), self.start + size)
-        data = bytes(self.queue[self.start : end])
-        self.start = end
-        if self.start == len(self.queue):
-            self.queue.clear()
-            self.start = 0
-        return data
 
 
 class _Brotli(_Queued):
@@ -228,7 +256,7 @@ class _Zstandard(_ZstdFrames):
             out = self.decompressor.decompress(data)
             unused = self.decompressor.unused_data if self.decompressor.eof else b""
             if unused:  # the next frame's first bytes: back on the queue, for a new decompressor
-                self.queue[self.start : self.start] = unused
+                self.put_back(unused)
                 self.decompressor = self.module.ZstdDecompressor().decompressobj()
             if out:
                 return out
@@ -322,7 +350,9 @@ def plan(library: ModuleType, codings: List[str]) -> Optional[List[Factory]]:
     return chosen if len(chosen) <= decodes.most else None
 
 
-def decode_bounded(raw: bytes, codings: List[Any], limit: int, *, strict: bool = False) -> Tuple[Optional[bytes], bool]:
+def decode_bounded(
+    raw: bytes, codings: List[Any], limit: int, *, strict: bool = False, prefix: bool = True
+) -> Tuple[Optional[bytes], bool]:
     """Undo ``codings`` on ``raw`` (a whole body, or its first bytes) with at most ``limit`` bytes
     kept out of each layer, so a small body that expands a thousandfold per layer cannot take
     memory.
@@ -336,6 +366,8 @@ def decode_bounded(raw: bytes, codings: List[Any], limit: int, *, strict: bool =
         strict: True for a whole body: data that ends where the library's decoder raises (an
             incomplete zstd frame) does not decode. False for a prefix, which decodes to what it
             holds.
+        prefix: False when the decoded prefix of a body that was cut is not wanted: ``b""`` is
+            returned in its place, and no copy of ``limit`` bytes is made.
 
     Returns:
         ``(decoded, cut)``: ``decoded`` is None for a coding name it does not decode or data that
@@ -364,14 +396,22 @@ def decode_bounded(raw: bytes, codings: List[Any], limit: int, *, strict: bool =
             return None, cut
         if len(out) > limit:
             cut = True
-        data = bytes(out[:limit])
+            if not prefix:
+                return b"", cut
+            del out[limit:]
+        data = bytes(out)
     return data, cut
+
+
+_WHOLE_BODY_STEP = 1024 * 1024
+"""Most bytes one step of :func:`decode_bounded` asks for: ``out`` grows by small pieces, so the
+decoded body is held about once (a piece of the whole limit could be held twice)."""
 
 
 def _take_all(decoder: Decoder, out: bytearray, limit: int) -> None:
     """Add the decoder's output to ``out`` until it needs input or ``out`` is over ``limit``."""
     while len(out) <= limit:
-        piece = decoder.take(limit + 1 - len(out))
+        piece = decoder.take(min(_WHOLE_BODY_STEP, limit + 1 - len(out)))
         if not piece:
             return
         out += piece

@@ -772,7 +772,7 @@ def _counted_body(response: httpx.Response, sdk_error: SDKErrorClass, raw: bytea
     body = bytes(raw)
     steps = _plan(response, codings) if codings else None
     if steps:
-        decoded, cut = decode_bounded(body, steps, SUCCESS_MAX_BYTES, strict=True)
+        decoded, cut = decode_bounded(body, steps, SUCCESS_MAX_BYTES, strict=True, prefix=False)
         if decoded is not None:
             if cut:
                 _from_memory(response, None, False)
