@@ -279,6 +279,22 @@ SCENARIOS: List[Scenario] = [
         lambda: always(gzip_gzip_reply(500)),
     ),
     Scenario(
+        "final-bomb-br",
+        "final 500, br body decoding to 128 MiB (brotli installed)",
+        lambda: always(bomb_reply(500, "br")),
+    ),
+    Scenario(
+        "final-bomb-zstd",
+        "final 500, zstd body decoding to 128 MiB (zstd module installed)",
+        lambda: always(bomb_reply(500, "zstd")),
+    ),
+    Scenario(
+        "complete-bomb-br",
+        "complete answered 200 in br decoding to 256 MiB (brotli installed)",
+        lambda: always(bomb_reply(200, "br", 256)),
+        stream=False,
+    ),
+    Scenario(
         "huge-complete",
         "complete answered a valid 512 MiB chat completion (chunked)",
         lambda: always(huge_completion_reply(512)),
