@@ -22,7 +22,7 @@ br          ``brotli`` or ``brotlicffi`` 1.2 or later        about 1.5 × ``limi
             (``output_buffer_limit``)                       (``output_buffer_limit``)
 zstd        httpx2: ``compression.zstd`` (Python 3.14) or   ``limit`` bytes (``max_length``)
             ``backports.zstd``
-zstd        httpx 0.28: ``zstandard``, which has no         ``limit`` + 640 KiB: input is fed in
+zstd        httpx 0.28/0.29: ``zstandard``, which has no    ``limit`` + 640 KiB: input is fed in
             output bound: fed in slices                     slices of ``4 × limit / 128 KiB``
                                                             bytes (16 at least), and a zstd
                                                             block of at least 4 bytes gives at
@@ -32,6 +32,10 @@ zstd        httpx 0.28: ``zstandard``, which has no         ``limit`` + 640 KiB:
 A coding the library decodes with a module this table cannot bound (``brotli`` older than 1.2,
 whose ``process`` takes no output limit; a decoder of another name) makes :func:`plan` answer
 None: the caller then leaves the body to the library (decoded unbounded, as upstream).
+
+Input is given to a decompressor in pieces too (zlib: 64 KiB; zstandard: the slices above), and a
+whole body is decoded 1 MiB a step (:func:`decode_bounded`), so neither the input nor the output
+is copied whole on every step.
 """
 
 from __future__ import annotations
