@@ -205,10 +205,14 @@ class _Brotli(_Queued):
 
 
 class _ZstdFrames(_Queued):
-    """zstd: frames one after the other, each with a new decompressor (as both libraries do); a
-    body whose last frame is incomplete raises at its end, as both libraries do."""
+    """zstd: frames one after the other, each with a new decompressor (``new()``, as both
+    libraries do); a body whose last frame is incomplete raises at its end, as both libraries do."""
 
-    decompressor: Any
+    def __init__(self, new: Callable[[], Any], error: Type[BaseException]) -> None:
+        super().__init__()
+        self.new = new
+        self.decompressor = new()
+        self.errors = (error,)
 
     def end(self) -> None:
         if self.seen and not self.decompressor.eof:
@@ -218,12 +222,6 @@ class _ZstdFrames(_Queued):
 class _Zstd(_ZstdFrames):
     """zstd with the standard library's API (``compression.zstd``, ``backports.zstd``; httpx2):
     ``decompress(data, max_length)``, which keeps the input it has not used."""
-
-    def __init__(self, decompressor_class: type, error: type) -> None:
-        super().__init__()
-        self.new = decompressor_class
-        self.decompressor = decompressor_class()
-        self.errors = (error,)
 
     def take(self, limit: int) -> bytes:
         while True:
@@ -246,22 +244,19 @@ class _Zstandard(_ZstdFrames):
     once: the input is fed in slices small enough for the output of one step to stay bounded."""
 
     def __init__(self, module: ModuleType) -> None:
-        super().__init__()
-        self.module = module
-        self.decompressor = module.ZstdDecompressor().decompressobj()
-        self.errors = (module.ZstdError,)
+        super().__init__(lambda: module.ZstdDecompressor().decompressobj(), module.ZstdError)
 
     def take(self, limit: int) -> bytes:
         size = max(16, 4 * (limit // _ZSTD_BLOCK_MAX))
         while self.queued():
             data = self.next_input(size)
             if self.decompressor.eof:  # a new frame: the last one ended with nothing after it
-                self.decompressor = self.module.ZstdDecompressor().decompressobj()
+                self.decompressor = self.new()
             out = self.decompressor.decompress(data)
             unused = self.decompressor.unused_data if self.decompressor.eof else b""
             if unused:  # the next frame's first bytes: back on the queue, for a new decompressor
                 self.put_back(unused)
-                self.decompressor = self.module.ZstdDecompressor().decompressobj()
+                self.decompressor = self.new()
             if out:
                 return out
         return b""
@@ -288,9 +283,7 @@ def _brotli_bounded(module: Any) -> bool:
     """Whether ``module`` (``brotli`` or ``brotlicffi``) takes an output limit (1.2 and later)."""
     try:
         module.Decompressor().process(b"", output_buffer_limit=1)
-    except TypeError:
-        return False
-    except Exception:  # noqa: BLE001 - an unknown module: not bounded here
+    except Exception:  # noqa: BLE001 - TypeError before 1.2; anything else, an unknown module
         return False
     return hasattr(module.Decompressor(), "can_accept_more_data")
 
@@ -308,9 +301,9 @@ def _factory(coding: str, decoders: Any) -> Optional[Factory]:
         zstd_error = getattr(decoders, "ZstdError", None)
         if zstd_class is not None and zstd_error is not None:
             return lambda: _Zstd(zstd_class, zstd_error)
-        module = getattr(decoders, "zstandard", None)
-        if module is not None:
-            return lambda: _Zstandard(module)
+        zstandard = getattr(decoders, "zstandard", None)
+        if zstandard is not None:
+            return lambda: _Zstandard(zstandard)
     return None
 
 

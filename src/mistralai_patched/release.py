@@ -460,8 +460,9 @@ def _parse_codings(header: str) -> List[str]:
 
 def _plan(response: httpx.Response, codings: List[str]) -> Optional[List[codings_module.Factory]]:
     """How to undo ``codings`` within a bound as the response's HTTP library would
-    (:func:`mistralai_patched.codings.plan`): None when the library must decode them itself."""
-    return codings_module.plan(http_library(response), codings)
+    (:func:`mistralai_patched.codings.plan`): None when the library must decode them itself;
+    ``[]`` for none (without looking the library up)."""
+    return codings_module.plan(http_library(response), codings) if codings else []
 
 
 def _show(response: httpx.Response, complete: bool, raw: bytes, reason: str) -> DrainResult:
@@ -469,7 +470,7 @@ def _show(response: httpx.Response, complete: bool, raw: bytes, reason: str) -> 
     (``Content-Encoding`` removed, as the content is now decoded) so upstream's generated code
     and hooks read ``response.text`` as before."""
     codings = _content_codings(response)
-    steps = _plan(response, codings) if codings else []
+    steps = _plan(response, codings)
     if not steps:
         decoded: Optional[bytes] = None if steps is None else raw
         cut = False
@@ -736,7 +737,7 @@ def _over_bound(
     """The ``SDKError`` for a success body over the bound: its first bytes (at most
     ``DRAIN_MAX_BYTES`` received, decoded when they can be) and the note of :func:`error_body`."""
     prefix = bytes(raw[:DRAIN_MAX_BYTES])
-    steps = _plan(response, codings) if codings else []
+    steps = _plan(response, codings)
     if steps is None:
         prefix = b""  # left to the library: not decoded here
     elif steps:
@@ -770,7 +771,7 @@ def _counted_body(response: httpx.Response, sdk_error: SDKErrorClass, raw: bytea
     library (which raises its ``DecodingError`` for the latter). Raises ``sdk_error`` when the
     decoded body is over the bound."""
     body = bytes(raw)
-    steps = _plan(response, codings) if codings else None
+    steps = _plan(response, codings)
     if steps:
         decoded, cut = decode_bounded(body, steps, SUCCESS_MAX_BYTES, strict=True, prefix=False)
         if decoded is not None:
@@ -1020,8 +1021,7 @@ class EventStreamResponse:
         return self._body(chunk_size, _raw_chunks_async, _decoded_async, self.response.aiter_bytes)
 
     def _body(self, chunk_size: Optional[int], raw: Any, decoded: Any, library_bytes: Any) -> Any:
-        codings = _content_codings(self.response)
-        steps = _plan(self.response, codings) if codings else []
+        steps = _plan(self.response, _content_codings(self.response))
         self._raw = chunk_size is None and _unread(self.response) and steps is not None
         if not self._raw:
             self._chunks = library_bytes(chunk_size)
