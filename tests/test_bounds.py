@@ -35,8 +35,8 @@ from mistralai_patched.harness import retry_config, target_module
 from mistralai_patched import line_library, release
 from mistralai_patched.bounds import (
     ERROR_TEXT, EVENT_START, GZIP_WBITS, HTML_PAGE, TIMEOUT_MS, bomb_reply, coded, compressed, endless_event_reply,
-    first_then as _first_then, gzip_gzip_reply, huge_completion_reply, slow_healthy_reply, stalled_retry_reply, tail_stall_reply,
-    trickle_reply,
+    first_then as _first_then, gzip_gzip_reply, huge_completion_reply, slow_healthy_reply, stalled_retry_reply,
+    tail_stall_reply, trickle_reply,
 )
 from mistralai_patched.loopback import LoopbackServer, Reply, completion_reply, sse_reply
 
@@ -332,19 +332,28 @@ def test_success_body_over_the_bound_ends_with_sdk_error(target: str, framing: s
     the response is closed. A chunked body is counted as it arrives, also when it declares a small
     ``Content-Length`` too (h11 frames it by the chunks); a declared ``Content-Length`` over the
     bound is refused before any of the body is read. Upstream reads every byte."""
-    monkeypatch.setattr(release, "SUCCESS_MAX_BYTES", MIB)
     reply = huge_completion_reply(40, chunked=framing != "content-length")
     if framing == "chunked-and-small-content-length":
         reply.headers["content-length"] = "100"
+    error = _over_bound_error(reply, sync, monkeypatch, MIB, target=target, stream=False)
+    assert "over 1048576 bytes" in error.body or "more than 1048576 bytes" in error.body
+    if framing != "content-length":
+        assert error.body.startswith('{"id": "cmpl-huge"')
+
+
+def _over_bound_error(reply: Reply, sync: bool, monkeypatch: Any, bound: int, target: str = "mistral",
+                      stream: bool = False) -> Any:
+    """One call answered by ``reply`` with ``SUCCESS_MAX_BYTES`` lowered to ``bound``: it must end
+    with the target's ``SDKError`` (status 200), the call's peak traced memory under 24 MiB and no
+    response left open or connection in use; returns the error."""
+    monkeypatch.setattr(release, "SUCCESS_MAX_BYTES", bound)
     with LoopbackServer(reply) as server:
-        (result, tally, _), peak = _peak_mib(lambda: _call(server, sync, target=target, stream=False, timeout_ms=5000))
+        (result, tally, _), peak = _peak_mib(lambda: _call(server, sync, target=target, stream=stream, timeout_ms=5000))
     assert isinstance(result.error, _errors_of(target).SDKError), repr(result.error)[:300]
     assert result.error.status_code == 200
-    assert "over 1048576 bytes" in result.error.body or "more than 1048576 bytes" in result.error.body
-    if framing != "content-length":
-        assert result.error.body.startswith('{"id": "cmpl-huge"')
     assert peak < 24, f"peak traced memory {peak:.1f} MiB"
     assert tally.responses_left_open == 0 and tally.in_use == 0
+    return result.error
 
 
 @pytest.mark.bites
@@ -355,14 +364,8 @@ def test_json_answer_to_a_stream_over_the_bound_ends_with_sdk_error(target: str,
     reads it with ``stream_to_text``, as ``responses.create`` and ``audio.speech`` read their JSON
     answers on 3.x), bound lowered to 1 MiB: ``SDKError`` (status 200) with the first bytes and a
     note, a few MiB held. Upstream reads all 40 MiB into its error."""
-    monkeypatch.setattr(release, "SUCCESS_MAX_BYTES", MIB)
-    with LoopbackServer(huge_completion_reply(40)) as server:
-        (result, tally, _), peak = _peak_mib(lambda: _call(server, sync, target=target, stream=True, timeout_ms=5000))
-    assert isinstance(result.error, _errors_of(target).SDKError), repr(result.error)[:300]
-    assert result.error.status_code == 200
-    assert "more than 1048576 bytes" in result.error.body[-200:]
-    assert peak < 24, f"peak traced memory {peak:.1f} MiB"
-    assert tally.responses_left_open == 0 and tally.in_use == 0
+    error = _over_bound_error(huge_completion_reply(40), sync, monkeypatch, MIB, target=target, stream=True)
+    assert "more than 1048576 bytes" in error.body[-200:]
 
 
 @pytest.mark.bites
@@ -373,14 +376,8 @@ def test_compressed_success_body_is_decoded_within_the_bound(coding: str, sync: 
     ``zstd``) decodes to 128 MiB, with the bound lowered to 4 MiB: decoded at most that far, then
     an ``SDKError`` (status 200); the call's peak traced memory stays under 24 MiB. Upstream
     decodes all 128 MiB."""
-    monkeypatch.setattr(release, "SUCCESS_MAX_BYTES", 4 * MIB)
-    with LoopbackServer(bomb_reply(200, coding)) as server:
-        (result, tally, _), peak = _peak_mib(lambda: _call(server, sync, stream=False, timeout_ms=5000))
-    assert isinstance(result.error, _errors_of("mistral").SDKError), repr(result.error)[:300]
-    assert result.error.status_code == 200
-    assert "decoded size over 4194304 bytes" in result.error.body
-    assert peak < 24, f"peak traced memory {peak:.1f} MiB"
-    assert tally.responses_left_open == 0 and tally.in_use == 0
+    error = _over_bound_error(bomb_reply(200, coding), sync, monkeypatch, 4 * MIB)
+    assert "decoded size over 4194304 bytes" in error.body
 
 
 def _completion_bodies(coding: str) -> Reply:
