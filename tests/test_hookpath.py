@@ -190,6 +190,14 @@ def test_unknown_states_keep_the_thread() -> None:
     assert not hookpath.runs_inline(hooks, "before_request", ctx, (request,))
     del tracing.before_request
     assert hookpath.runs_inline(hooks, "before_request", ctx, (request,))
+    hook_class = type(tracing)
+    upstream_hook = hook_class.before_request
+    hook_class.before_request = lambda self, c, r: upstream_hook(self, c, r)  # wrapped after calls ran inline
+    try:
+        assert not hookpath.runs_inline(hooks, "before_request", ctx, (request,))
+    finally:
+        hook_class.before_request = upstream_hook
+    assert hookpath.runs_inline(hooks, "before_request", ctx, (request,))
 
     class Subclassed(SDKHooks):
         pass
@@ -220,6 +228,7 @@ async def test_inline_chain_runs_in_a_copy_of_the_callers_context(monkeypatch: p
     from mistralai.client._hooks.sdkhooks import SDKHooks
 
     monkeypatch.setitem(hookpath._CHECKS, (_SetsContext.__module__, _SetsContext.__qualname__), hookpath._always)
+    monkeypatch.setattr(hookpath, "_ENTRIES", {})  # what runs_inline worked out per class, before the table changed
     hooks = SDKHooks()
     hooks.before_request_hooks[:] = [_SetsContext()]
     ctx = BeforeRequestContext(HookContext(None, URL, "op", None, None, None, None))

@@ -39,6 +39,11 @@ evaluated (an attribute upstream renamed): the chain goes to upstream's thread, 
 units these conditions read are fingerprinted in ``.speakeasy/gen.lock`` (``relies_on`` in
 gen.yaml), so a new upstream release that changes them fails regeneration until this table is
 reviewed. The sync path is not concerned: upstream runs its hooks inline.
+
+What a class is (upstream's, with its own plain method for the phase, and which condition applies)
+is worked out once per class; every call still checks that each class attribute and instance
+leaves that method in place and evaluates the conditions above, so a hook added, a method
+replaced or wrapped at any time sends the chain to the thread from the next call on.
 """
 
 from __future__ import annotations
@@ -47,9 +52,10 @@ import contextvars
 import os
 import sys
 import types
-from typing import Any, Awaitable, Callable, Dict, Tuple, TypeVar
+from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, TypeVar
 
 from . import targets
+from .fastpath import _store
 
 __all__ = ["run_hook_chain", "runs_inline", "PHASES"]
 
@@ -69,18 +75,6 @@ Check = Callable[[Any, str, Any, Tuple[Any, ...]], bool]
 
 _FUNCTION = types.FunctionType
 _NO_ATTRIBUTES: Dict[str, Any] = {}
-
-
-def _own_method(obj: Any, name: str) -> bool:
-    """``obj.<name>`` is the plain function its class defines in its own module: not replaced on
-    the instance, nor wrapped on the class (by an instrumentation package, say)."""
-    cls = type(obj)
-    function = cls.__dict__.get(name)
-    return (
-        type(function) is _FUNCTION
-        and function.__module__ == cls.__module__
-        and name not in getattr(obj, "__dict__", _NO_ATTRIBUTES)
-    )
 
 
 def _module(hook: Any) -> Any:
@@ -142,6 +136,35 @@ _CHECKS: Dict[Tuple[str, str], Check] = {
 }
 
 
+_Entry = Tuple[Callable[..., Any], Optional[Check]]
+_ENTRIES: Dict[Tuple[type, str, bool], Optional[_Entry]] = {}
+
+
+def _entry(cls: type, phase: str, chain: bool) -> Optional[_Entry]:
+    """What :func:`runs_inline` needs to know of a class for one phase, worked out once per
+    class: ``(function, check)`` when ``cls`` is upstream's ``SDKHooks`` (``chain``) or one of
+    the hook classes of ``_CHECKS`` (not ``chain``) and defines ``phase`` as a plain function of
+    its own module, with ``check`` None where nothing is left to check per call (the chain, and
+    hooks that always run inline); else None. Each call still checks that the class attribute
+    *is* that function and that the instance does not replace it, so a method wrapped or
+    replaced later sends the chain to the thread. Bounded by ``fastpath.MAX_ENTRIES``."""
+    key = (cls, phase, chain)
+    if key in _ENTRIES:
+        return _ENTRIES[key]
+    function = cls.__dict__.get(phase)
+    entry: Optional[_Entry] = None
+    if type(function) is _FUNCTION and function.__module__ == cls.__module__:
+        if chain:
+            if cls.__name__ == "SDKHooks" and cls.__module__ in _SDK_HOOKS_MODULES:
+                entry = (function, None)
+        else:
+            check = _CHECKS.get((cls.__module__, cls.__qualname__))
+            if check is not None:
+                entry = (function, None if check is _always else check)
+    _store(_ENTRIES, key, entry)
+    return entry
+
+
 def runs_inline(hooks: Any, phase: str, hook_ctx: Any, args: Tuple[Any, ...]) -> bool:
     """Whether :func:`run_hook_chain` would run this chain on the event loop (see the module
     docstring for the conditions).
@@ -157,13 +180,22 @@ def runs_inline(hooks: Any, phase: str, hook_ctx: Any, args: Tuple[Any, ...]) ->
         True only when every registered hook passes its check; False on anything unknown,
         including a check that raises. Never raises.
     """
-    cls = type(hooks)
     try:
-        if cls.__name__ != "SDKHooks" or cls.__module__ not in _SDK_HOOKS_MODULES or not _own_method(hooks, phase):
+        cls = type(hooks)
+        entry = _ENTRIES.get((cls, phase, True)) or _entry(cls, phase, True)
+        if entry is None or getattr(cls, phase) is not entry[0] or phase in getattr(hooks, "__dict__", _NO_ATTRIBUTES):
             return False
         for hook in getattr(hooks, PHASES[phase]):
-            check = _CHECKS.get((type(hook).__module__, type(hook).__qualname__))
-            if check is None or not _own_method(hook, phase) or check(hook, phase, hook_ctx, args) is not True:
+            cls = type(hook)
+            entry = _ENTRIES.get((cls, phase, False)) or _entry(cls, phase, False)
+            if (
+                entry is None
+                or getattr(cls, phase) is not entry[0]
+                or phase in getattr(hook, "__dict__", _NO_ATTRIBUTES)
+            ):
+                return False
+            check = entry[1]
+            if check is not None and check(hook, phase, hook_ctx, args) is not True:
                 return False
     except Exception:  # noqa: BLE001 - an unforeseen state means: keep upstream's thread
         return False
