@@ -216,3 +216,121 @@ def test_parsed_urls_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(10):
         fastpath.parsed_url(client, f"http://loopback/v1/files/{i}")
     assert len(fastpath._PARSED_URLS) <= 4
+
+
+def _built(request: Any) -> Any:
+    return (request.method, request.url, request.headers.raw, request.extensions, request.read())
+
+
+def _outcome(build: Any, *args: Any, **kwargs: Any) -> Any:
+    """What a build gives: the request's parts, or the error's type and message."""
+    try:
+        return _built(build(*args, **kwargs))
+    except Exception as error:  # noqa: BLE001 - compared by the caller
+        return type(error), str(error)
+
+
+_SDK_HEADERS = {"Accept": "application/json", "user-agent": "mistral-client-python/0", "Authorization": "Bearer k",
+                "content-type": "application/json"}
+
+
+@pytest.mark.parametrize("kind", ["Client", "AsyncClient"])
+def test_requests_are_built_as_the_client_builds_them(library: Any, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fastpath.build_request`` merges the headers in one pass: the request is the one the
+    client's own ``build_request`` gives (method, URL, headers in order, extensions, body), for
+    clients with headers, cookies, query parameters and a base URL of their own, for bodies of
+    every kind and for header names in any case (and the same error where it refuses them: a
+    relative URL without a base URL)."""
+    from mistralai_patched import fastpath
+
+    monkeypatch.setattr(os, "urandom", lambda n: b"\x01" * n)  # one multipart boundary for both builds
+    cls = getattr(library, kind)
+    clients = [
+        cls(),
+        cls(headers={"User-Agent": "app/1", "X-Trace": "a", "ACCEPT": "*/*"}, cookies={"session": "s"},
+            params={"api-version": "1"}, timeout=7.5),
+        cls(base_url="http://loopback/prefix", headers=[("x-dup", "1"), ("X-Dup", "2")]),
+    ]
+    headers_cases = [_SDK_HEADERS, {"ACCEPT": "text/plain", "X-Dup": "3", "x-trace": "b"}, {}, {"Accept": "application/json"}]
+    bodies: List[Dict[str, Any]] = [
+        {"content": b'{"model":"m"}'}, {"content": '{"model":"é"}'}, {"content": None},
+        {"data": {"purpose": "batch"}}, {"files": {"file": ("a.jsonl", b"{}\n")}, "data": {"purpose": "batch"}},
+    ]
+    for client in clients:
+        for url in ("http://loopback/v1/chat/completions", library.URL("http://loopback/v1/files?x=1"), "/v1/models"):
+            for headers in headers_cases:
+                for body in bodies:
+                    for params, timeout in ((None, library.USE_CLIENT_DEFAULT), ({"page": "2"}, 3.0)):
+                        arguments = dict(params=params, content=body.get("content"), data=body.get("data"),
+                                         files=body.get("files"), headers=dict(headers), timeout=timeout)
+                        assert _outcome(fastpath.build_request, client, "POST", url, **arguments) == \
+                            _outcome(client.build_request, "POST", url, **arguments), (url, headers, body, params)
+    assert fastpath._BUILDS_VERIFIED[cls] is True
+
+
+def test_other_clients_and_names_build_as_the_client_does(library: Any) -> None:
+    """A subclass (which may override ``build_request``) is asked to build; header names that are
+    not ASCII, or that the library refuses, give what the client's own build gives."""
+    from mistralai_patched import fastpath
+
+    calls: List[Any] = []
+
+    class Subclass(library.Client):
+        def build_request(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            return super().build_request(*args, **kwargs)
+
+    arguments = dict(params=None, content=b"{}", data=None, files=None, headers=dict(_SDK_HEADERS),
+                     timeout=library.USE_CLIENT_DEFAULT)
+    fastpath.build_request(Subclass(), "POST", "http://loopback/v1/models", **arguments)
+    assert len(calls) == 1
+    client = library.Client()
+    fastpath.build_request(client, "POST", "http://loopback/v1/models", **arguments)  # verified here
+    for headers in ({"x-ünï": "v"}, {"Accept": "v", b"x-\xff": b"v"}, {"bad name\n": "v"}, {"Accept": 1}, {"Accept": "é"}):
+        given = {**arguments, "headers": headers}
+        assert _outcome(fastpath.build_request, client, "POST", "http://loopback/v1/models", **given) == \
+            _outcome(client.build_request, "POST", "http://loopback/v1/models", **given), headers
+
+
+def test_a_library_that_builds_otherwise_keeps_its_own_build(library: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the library's ``build_request`` (a later release, say) gives another request than
+    the one-pass merge, the class's first call sees it and every call is the library's."""
+    from mistralai_patched import fastpath
+
+    original = library.Client.build_request
+
+    def adds_a_header(self: Any, *args: Any, **kwargs: Any) -> Any:
+        request = original(self, *args, **kwargs)
+        request.headers["x-new"] = "1"
+        return request
+
+    monkeypatch.setattr(library.Client, "build_request", adds_a_header)
+    monkeypatch.setattr(fastpath, "_BUILDS_VERIFIED", {})
+    client = library.Client()
+    arguments = dict(params=None, content=b"{}", data=None, files=None, headers=dict(_SDK_HEADERS),
+                     timeout=library.USE_CLIENT_DEFAULT)
+    for _ in range(3):
+        assert fastpath.build_request(client, "POST", "http://loopback/v1/models", **arguments).headers["x-new"] == "1"
+    assert fastpath._BUILDS_VERIFIED[library.Client] is False
+
+
+@pytest.mark.bites
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_sdks_headers_are_merged_in_one_pass(target: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the first call, httpx's own client gets the SDK's headers merged with its own in one
+    pass: no ``Headers.update`` (a lookup and removal per name). The requests sent are the same."""
+    sent: List[Any] = []
+
+    def answer(request: Any) -> Any:
+        sent.append(request.headers.raw)
+        return _answer(request)
+
+    sdk = make_sdk(target, "http://loopback", client=httpx.Client(transport=httpx.MockTransport(answer)))
+    sdk.chat.complete(model="m", messages=MESSAGES)
+    updates: List[Any] = []
+    update = httpx.Headers.update
+    monkeypatch.setattr(httpx.Headers, "update", lambda self, *a, **k: updates.append(a) or update(self, *a, **k))
+    for _ in range(3):
+        sdk.chat.complete(model="m", messages=MESSAGES)
+    assert updates == []
+    assert all(raw == sent[0] for raw in sent)

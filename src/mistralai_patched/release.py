@@ -724,7 +724,7 @@ def _framing(response: httpx.Response) -> Tuple[List[str], Optional[int]]:
         elif key == b"transfer-encoding":
             lengths.append(b"")
     length = int(lengths[0]) if len(lengths) == 1 and lengths[0].isdigit() else None
-    return _parse_codings(", ".join(codings)), length
+    return (_parse_codings(", ".join(codings)) if codings else codings), length
 
 
 SDKErrorClass = Callable[[str, Any, str], Exception]
