@@ -530,6 +530,7 @@ def build_request(
     cls = type(client)
     verified = _BUILDS_VERIFIED.get(cls)
     library = _own_library(client) if verified is not False else None
+    candidate = None
     if library is not None:
         try:
             merged = _merged_headers(library, client, headers)
@@ -539,7 +540,7 @@ def build_request(
                     timeouts = client.timeout
                 else:
                     timeouts = library.Timeout(timeout)
-                request = library.Request(
+                candidate = library.Request(
                     method,
                     client._merge_url(url),
                     content=content,
@@ -552,31 +553,25 @@ def build_request(
                     extensions={"timeout": timeouts.as_dict()},
                 )
                 if verified:
-                    return request
-                expected = client.build_request(
-                    method,
-                    url,
-                    params=params,
-                    content=content,
-                    data=data,
-                    files=files,
-                    headers=headers,
-                    timeout=timeout,
-                )
-                same = (
-                    request.method == expected.method
-                    and request.url == expected.url
-                    and request.headers.raw == expected.headers.raw
-                    and request.extensions == expected.extensions
-                    and request.content == expected.content
-                )
-                _store(_BUILDS_VERIFIED, cls, same)
-                return expected
+                    return candidate
         except Exception:  # noqa: BLE001 - the library's own build decides what these arguments give
-            pass
-    return client.build_request(
+            candidate = None
+    request = client.build_request(
         method, url, params=params, content=content, data=data, files=files, headers=headers, timeout=timeout
     )
+    if candidate is not None:  # the class's first plain-body call: is the one-pass build the same?
+        try:
+            same = (
+                candidate.method == request.method
+                and candidate.url == request.url
+                and candidate.headers.raw == request.headers.raw
+                and candidate.extensions == request.extensions
+                and candidate.content == request.content
+            )
+        except Exception:  # noqa: BLE001 - what cannot be compared is not the same
+            same = False
+        _store(_BUILDS_VERIFIED, cls, same)
+    return request
 
 
 def shallow_asdict(obj: Any) -> Dict[str, Any]:
