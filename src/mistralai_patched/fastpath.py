@@ -506,7 +506,7 @@ def build_request(
     headers=..., timeout=...)``, as upstream's ``_build_request_with_client`` calls it, with the
     headers merged in one pass (:func:`_merged_headers`): the client's default headers and the
     SDK's (``Accept``, ``user-agent``, ``Authorization``, ``content-type``) collide, and the
-    library merges them one name at a time (about 10 µs of a chat call on loopback).
+    library merges them one name at a time (a few µs of client CPU per call on loopback).
 
     Only for httpx's and httpx2's own ``Client`` and ``AsyncClient`` (exact classes), and only
     once the client's class has built one request both ways with the same method, URL, headers,
