@@ -531,11 +531,11 @@ def build_request(
     verified = _BUILDS_VERIFIED.get(cls)
     library = _own_library(client) if verified is not False else None
     candidate = None
-    if library is not None:
+    plain_body = data is None and files is None and isinstance(content, (bytes, str, type(None)))
+    if library is not None and (verified or plain_body):
         try:
             merged = _merged_headers(library, client, headers)
-            plain_body = data is None and files is None and isinstance(content, (bytes, str, type(None)))
-            if merged is not None and (verified or plain_body):
+            if merged is not None:
                 if isinstance(timeout, type(library.USE_CLIENT_DEFAULT)):
                     timeouts = client.timeout
                 else:
