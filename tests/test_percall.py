@@ -1,6 +1,8 @@
 """Per-call work the fork leaves out (issue 13), on every target: debug messages the default
 logger drops are not built (their body argument is the repr of the whole request body), and a
-logger of one's own still gets every message upstream sends it, with the body."""
+logger of one's own still gets every message upstream sends it, with the body; and the rest of
+the per-call cuts (URLs parsed once, headers merged in one pass, security settings worked out
+when they change)."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
+import pydantic
 import pytest
 
 from conftest import MESSAGES, TARGETS, httpx
+from mistralai_patched import fastpath
 from mistralai_patched.harness import make_sdk, target_module
 from mistralai_patched.loopback import completion_reply
 
@@ -334,3 +338,70 @@ def test_the_sdks_headers_are_merged_in_one_pass(target: str, monkeypatch: pytes
         sdk.chat.complete(model="m", messages=MESSAGES)
     assert updates == []
     assert all(raw == sent[0] for raw in sent)
+
+
+@pytest.mark.bites
+@pytest.mark.parametrize("target", TARGETS)
+def test_security_settings_are_worked_out_when_they_change(target: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Upstream walks the security model's fields and metadata on every request; they are worked
+    out again only when the settings change (a new API key is sent from the next call on)."""
+    utils = importlib.import_module(target_module(target) + ".utils")
+    walks: List[Any] = []
+    get_security = utils.get_security
+    monkeypatch.setattr(utils, "get_security", lambda *a: walks.append(a) or get_security(*a))
+    sent: List[str] = []
+
+    def answer(request: Any) -> Any:
+        sent.append(request.headers.get("authorization") or request.headers.get("api-key") or "")
+        return _answer(request)
+
+    sdk = make_sdk(target, "http://loopback", client=httpx.Client(transport=httpx.MockTransport(answer)))
+    for _ in range(3):
+        sdk.chat.complete(model="m", messages=MESSAGES)
+    security_class = importlib.import_module(target_module(target) + ".models").Security
+    field = next(iter(security_class.model_fields))
+    sdk.sdk_configuration.security = security_class(**{field: "rotated"})  # a new key
+    for _ in range(2):
+        sdk.chat.complete(model="m", messages=MESSAGES)
+    assert len(walks) == 2
+    assert len(set(sent[:3])) == 1 and sent[3:] == [sent[3]] * 2 and "rotated" in sent[3] and sent[3] != sent[0]
+
+
+def test_security_parts_are_upstreams_and_fresh() -> None:
+    """Fresh dicts and lists every time; a changed value is worked out again and replaces the
+    kept result (no old key is kept); a model holding anything but strings is worked out every
+    time; errors pass through."""
+    from mistralai.client import models, utils
+
+    fastpath.clear()
+    calls: List[Any] = []
+
+    def get_security(security: Any, allowed: Any) -> Any:
+        calls.append(security.api_key)
+        return utils.get_security(security, allowed)
+
+    key = models.Security(api_key="k1")
+    first = fastpath.security_parts(get_security, key, None)
+    second = fastpath.security_parts(get_security, key, None)
+    assert first == second == utils.get_security(key, None) and first[0] is not second[0]
+    first[0]["Authorization"] = "tampered"
+    assert fastpath.security_parts(get_security, key, None)[0]["Authorization"] == "Bearer k1"
+    key.api_key = "k2"
+    assert fastpath.security_parts(get_security, key, None)[0]["Authorization"] == "Bearer k2"
+    assert calls == ["k1", "k2"] and len(fastpath._SECURITY) == 1
+    assert all("k1" not in repr(kept) for kept in fastpath._SECURITY.values())
+
+    class Odd(pydantic.BaseModel):
+        api_key: Any
+
+    odd = Odd(api_key=["not", "a", "string"])
+    seen: List[Any] = []
+    fastpath.security_parts(lambda s, a: seen.append(s) or ({}, {}), odd, None)
+    fastpath.security_parts(lambda s, a: seen.append(s) or ({}, {}), odd, None)
+    assert len(seen) == 2
+
+    def failing(security: Any, allowed: Any) -> Any:
+        raise TypeError("security must be a pydantic model")
+
+    with pytest.raises(TypeError):
+        fastpath.security_parts(failing, models.Security(api_key="k3"), None)

@@ -63,6 +63,7 @@ __all__ = [
     "find_discriminator",
     "parsed_url",
     "build_request",
+    "security_parts",
     "contains_model",
     "dump_model",
     "parse_event",
@@ -490,6 +491,45 @@ def _merged_headers(library: Any, client: Any, headers: Any) -> Any:
     return merged
 
 
+_SECURITY: Dict[Tuple[type, Optional[Tuple[str, ...]], Any], Tuple[Any, Any, Any]] = {}
+
+
+def security_parts(
+    get_security: Callable[..., Any], security: Any, allowed_fields: Optional[List[str]]
+) -> Tuple[Dict[str, str], Dict[str, List[str]]]:
+    """``get_security(security, allowed_fields)`` (upstream's ``utils.get_security``: the headers
+    and query parameters of the client's security settings), worked out again only when the
+    settings change.
+
+    Upstream walks the security model's fields and their metadata on every request. What it gives
+    depends on the model's class and field values only (``utils/security.py`` is fingerprinted
+    in ``gen.lock``, ``relies_on`` in gen.yaml), so for a model whose fields all hold strings or
+    None the last result per class is kept with those values and handed out as fresh copies
+    while they are the same; a key that changes replaces it (no old key is kept). Any other model
+    is worked out every time.
+
+    Returns:
+        ``(headers, query_params)``: new dicts (and lists) on every call, as upstream's.
+
+    Raises:
+        What ``get_security`` raises (nothing is kept then).
+    """
+    values = getattr(security, "__dict__", None)
+    if type(values) is not dict or not isinstance(security, pydantic.BaseModel):
+        return get_security(security, allowed_fields)
+    state = tuple(values.items())
+    for _, value in state:
+        if value is not None and type(value) is not str:
+            return get_security(security, allowed_fields)
+    key = (type(security), None if allowed_fields is None else tuple(allowed_fields), get_security)
+    kept = _SECURITY.get(key)
+    if kept is None or kept[0] != state:
+        headers, query_params = get_security(security, allowed_fields)
+        kept = (state, dict(headers), {name: list(v) for name, v in query_params.items()})
+        _store(_SECURITY, key, kept)
+    return dict(kept[1]), {name: list(v) for name, v in kept[2].items()}
+
+
 def build_request(
     client: Any,
     method: str,
@@ -862,3 +902,4 @@ def clear() -> None:
     _BUILDS_VERIFIED.clear()
     _PARSED_URLS.clear()
     _DUMP_CHECKED.clear()
+    _SECURITY.clear()
