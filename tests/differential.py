@@ -303,10 +303,12 @@ def _members(tp: Any) -> List[Any]:
 
 def sample(tp: Any, depth: int = 0) -> Any:
     """A JSON value of type ``tp``: every field of a model (by alias), the first member of a union
-    and the first value of a Literal or Enum."""
+    its sample fits, the smallest value (by repr) of a Literal and the first of an Enum."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is typing.Literal:
-        return args[0]
+        # The smallest by repr, not the first: typing caches Literal[...] by equality, which
+        # ignores the order, so which order a class gets depends on what the process built first.
+        return min(args, key=repr)
     members = _members(tp)
     if len(members) != 1 or members[0] is not tp:
         candidates = [sample(m, depth) for m in members]
