@@ -17,7 +17,7 @@ import pydantic
 import pytest
 
 import differential
-from mistralai_patched import built_line, fastpath
+from mistralai_patched import bodyjson, built_line, fastpath
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -344,6 +344,7 @@ def test_unset_fields_are_left_out_of_a_request_body(monkeypatch: pytest.MonkeyP
     from mistralai.client.types import UNSET
 
     fastpath.clear()
+    monkeypatch.setattr(bodyjson, "dumps", lambda model, unset_class: None)  # the dump it falls back to
     request = _all_unset_request()
     unset = {n for n in type(request).model_fields if getattr(request, n) is UNSET}
     dumps: List[Dict[str, Any]] = []
@@ -382,6 +383,7 @@ def test_dump_verdicts_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 
     fastpath.clear()
     monkeypatch.setattr(fastpath, "MAX_ENTRIES", 3)
+    monkeypatch.setattr(bodyjson, "dumps", lambda model, unset_class: None)
     request = _all_unset_request()
     for field in ["temperature", "top_p", "max_tokens", "random_seed", "n"]:
         varied = request.model_copy(update={field: 1})

@@ -903,3 +903,6 @@ def clear() -> None:
     _PARSED_URLS.clear()
     _DUMP_CHECKED.clear()
     _SECURITY.clear()
+    from . import bodyjson  # imports this module
+
+    bodyjson.clear()
