@@ -36,7 +36,6 @@ keeps upstream's way. Caches are bounded by ``fastpath.MAX_ENTRIES``.
 from __future__ import annotations
 
 import ast
-import builtins
 import enum
 import inspect
 import json
@@ -215,8 +214,6 @@ def _recognize(
     names = function.__globals__
     if names.get("UNSET_SENTINEL") != sentinel or any(n in names for n in ("set", "type")):
         return None
-    if builtins.set is not set or builtins.type is not type:
-        return None
     try:
         source = textwrap.dedent(inspect.getsource(function))
     except (OSError, TypeError):  # no source: nothing to compare
@@ -285,19 +282,10 @@ def _mentions(node: Any, cls: type, ref: Any, root: Any) -> bool:
     if isinstance(node, dict):
         if node is not root and (
             (node.get("type") == "model" and node.get("cls") is cls)
-            or (
-                ref is not None
-                and node.get("type") == "definition-ref"
-                and node.get("schema_ref") == ref
-                and node is not root
-            )
+            or (ref is not None and node.get("type") == "definition-ref" and node.get("schema_ref") == ref)
         ):
             return True
-        return any(
-            _mentions(value, cls, ref, root)
-            for key, value in node.items()
-            if key != "metadata" and not (node is root and key == "cls")
-        )
+        return any(_mentions(value, cls, ref, root) for key, value in node.items() if key != "metadata")
     if isinstance(node, (list, tuple)):
         return any(_mentions(item, cls, ref, root) for item in node)
     return False
